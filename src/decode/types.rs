@@ -1,0 +1,1 @@
+//! PostgreSQL types as needed to turn their text output into JSON.

@@ -1,0 +1,1 @@
+//! Conversion of column text to the JSON that `to_jsonb` produces.

@@ -1,0 +1,1 @@
+//! A replication-protocol connection built on postgres-protocol.

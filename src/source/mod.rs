@@ -1,0 +1,3 @@
+//! The WAL source: a logical replication connection to PostgreSQL.
+
+pub mod connection;

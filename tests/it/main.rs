@@ -1,0 +1,5 @@
+//! Integration tests against real PostgreSQL clusters that the tests start themselves.
+
+mod support;
+
+mod cluster;
