@@ -1,3 +1,6 @@
 //! The WAL source: a logical replication connection to PostgreSQL.
 
+mod auth;
 pub mod connection;
+mod error;
+mod protocol;

@@ -3,3 +3,4 @@
 mod support;
 
 mod cluster;
+mod replication_connection;
