@@ -1,16 +1,15 @@
 //! The change model: one event per changed row, as clients, webhooks and tests see it.
 //!
-//! The JSON shape is documented in `docs/events.md`. Row images are pre-encoded JSON text
-//! ([`RawValue`]) produced by the decoder, so an event is encoded once and that text serves every
-//! consumer.
+//! The JSON shape is documented in `docs/events.md`. Row images are JSON text produced by the
+//! decoder, and an event is encoded once: that text serves every consumer.
 
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use serde::ser::SerializeStruct;
+use std::fmt::Write as _;
+
 use serde::{Serialize, Serializer};
-use serde_json::value::RawValue;
 
 use crate::lsn::Lsn;
 
@@ -84,21 +83,32 @@ pub struct TransactionInfo {
     pub commit_lsn: Lsn,
     /// Commit time in microseconds since 2000-01-01 00:00:00 UTC (PostgreSQL's epoch).
     pub commit_time_micros: i64,
+    /// The commit time as RFC 3339 in UTC with microseconds, formatted once per transaction.
+    pub commit_time: Box<str>,
 }
 
 /// Microseconds between 1970-01-01 and PostgreSQL's epoch, 2000-01-01.
 const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
 
 impl TransactionInfo {
-    /// Commit time as RFC 3339 in UTC with microseconds, like `2026-12-04T15:17:50.900176Z`.
-    pub fn commit_time_rfc3339(&self) -> String {
-        let unix_micros = self
-            .commit_time_micros
-            .saturating_add(PG_EPOCH_OFFSET_MICROS);
-        match chrono::DateTime::from_timestamp_micros(unix_micros) {
-            Some(time) => time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            None => "infinity".into(),
+    /// Builds the shared facts of a transaction from its Begin message.
+    pub fn new(xid: u32, commit_lsn: Lsn, commit_time_micros: i64) -> Self {
+        Self {
+            xid,
+            commit_lsn,
+            commit_time_micros,
+            commit_time: format_pg_timestamp(commit_time_micros).into_boxed_str(),
         }
+    }
+}
+
+/// Formats a PostgreSQL timestamp (microseconds since 2000-01-01 UTC) as RFC 3339 in UTC with
+/// microseconds, like `2026-12-04T15:17:50.900176Z`.
+pub fn format_pg_timestamp(micros: i64) -> String {
+    let unix_micros = micros.saturating_add(PG_EPOCH_OFFSET_MICROS);
+    match chrono::DateTime::from_timestamp_micros(unix_micros) {
+        Some(time) => time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        None => "infinity".into(),
     }
 }
 
@@ -111,42 +121,69 @@ pub struct ChangeEvent {
     pub schema: Arc<str>,
     pub table: Arc<str>,
     pub operation: Operation,
-    /// The new row image, absent for DELETE and TRUNCATE.
-    pub new: Option<Box<RawValue>>,
+    /// The new row image as JSON object text, absent for DELETE and TRUNCATE.
+    pub new: Option<Box<str>>,
     /// The old row image exactly as PostgreSQL sent it: the whole row under
     /// `REPLICA IDENTITY FULL`, the key columns otherwise, absent when nothing was sent.
-    pub old: Option<Box<RawValue>>,
+    pub old: Option<Box<str>>,
     /// Columns left out of `new` because their unchanged TOASTed value was not sent.
     pub unchanged_toast: Vec<Arc<str>>,
 }
 
-impl Serialize for ChangeEvent {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut event = serializer.serialize_struct("ChangeEvent", 9)?;
-        event.serialize_field("id", &self.id)?;
-        event.serialize_field("lsn", &self.transaction.commit_lsn)?;
-        event.serialize_field("xid", &self.transaction.xid)?;
-        event.serialize_field("commit_time", &self.transaction.commit_time_rfc3339())?;
-        event.serialize_field("schema", &*self.schema)?;
-        event.serialize_field("table", &*self.table)?;
-        event.serialize_field("operation", &self.operation)?;
-        event.serialize_field(
-            "data",
-            &RowImages {
-                new: self.new.as_deref(),
-                old: self.old.as_deref(),
-            },
-        )?;
-        event.serialize_field("unchanged_toast", &self.unchanged_toast)?;
-        event.end()
+impl ChangeEvent {
+    /// Encodes the event as the JSON object documented in `docs/events.md`.
+    ///
+    /// Written by hand rather than through serde because the row images are already JSON text
+    /// produced by the decoder, and re-validating them would cost a parse per row.
+    pub fn to_json(&self) -> String {
+        let new = self.new.as_deref().unwrap_or("null");
+        let old = self.old.as_deref().unwrap_or("null");
+        let mut out = String::with_capacity(192 + new.len() + old.len());
+        let transaction = &self.transaction;
+        let _ = write!(
+            out,
+            r#"{{"id":"{}","lsn":"{}","xid":{},"commit_time":"{}","schema":"#,
+            self.id, transaction.commit_lsn, transaction.xid, transaction.commit_time
+        );
+        push_json_string(&mut out, &self.schema);
+        out.push_str(r#","table":"#);
+        push_json_string(&mut out, &self.table);
+        let _ = write!(
+            out,
+            r#","operation":"{}","data":{{"new":{new},"old":{old}}},"unchanged_toast":["#,
+            self.operation.as_str()
+        );
+        for (position, column) in self.unchanged_toast.iter().enumerate() {
+            if position > 0 {
+                out.push(',');
+            }
+            push_json_string(&mut out, column);
+        }
+        out.push_str("]}");
+        out
+    }
+
+    /// The new row image parsed as a JSON value, or `Value::Null`.
+    pub fn new_value(&self) -> serde_json::Value {
+        parse_image(self.new.as_deref())
+    }
+
+    /// The old row image parsed as a JSON value, or `Value::Null`.
+    pub fn old_value(&self) -> serde_json::Value {
+        parse_image(self.old.as_deref())
     }
 }
 
-/// The `data` member of an event (and of a webhook payload).
-#[derive(Debug, Serialize)]
-pub struct RowImages<'a> {
-    pub new: Option<&'a RawValue>,
-    pub old: Option<&'a RawValue>,
+fn parse_image(image: Option<&str>) -> serde_json::Value {
+    image
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Appends `text` as a JSON string literal.
+fn push_json_string(out: &mut String, text: &str) {
+    // Serialising a &str into a String cannot fail.
+    out.push_str(&serde_json::to_string(text).unwrap_or_default());
 }
 
 /// An event with its JSON encoding, shared by every consumer that receives it.
@@ -159,9 +196,7 @@ pub struct EncodedEvent {
 impl EncodedEvent {
     /// Encodes the event once.
     pub fn new(event: ChangeEvent) -> Arc<Self> {
-        let json = serde_json::to_string(&event)
-            .expect("a change event has string keys and pre-validated JSON row images")
-            .into_boxed_str();
+        let json = event.to_json().into_boxed_str();
         Arc::new(Self { event, json })
     }
 }
@@ -188,28 +223,20 @@ mod tests {
 
     #[test]
     fn commit_time_is_rfc3339_utc() {
-        let info = TransactionInfo {
-            xid: 1,
-            commit_lsn: Lsn(1),
-            commit_time_micros: 0,
-        };
-        assert_eq!(info.commit_time_rfc3339(), "2000-01-01T00:00:00.000000Z");
+        let info = TransactionInfo::new(1, Lsn(1), 818_090_270_900_176);
+        assert_eq!(&*info.commit_time, "2025-12-04T15:17:50.900176Z");
     }
 
     #[test]
     fn event_encodes_documented_shape() {
         let event = ChangeEvent {
             id: "0/16B37A0:3".parse().unwrap(),
-            transaction: Arc::new(TransactionInfo {
-                xid: 740,
-                commit_lsn: Lsn(0x16B37A0),
-                commit_time_micros: 0,
-            }),
+            transaction: Arc::new(TransactionInfo::new(740, Lsn(0x16B37A0), 0)),
             relation_oid: 16384,
             schema: "public".into(),
             table: "orders".into(),
             operation: Operation::Update,
-            new: Some(RawValue::from_string(r#"{"id":7,"total":150.00}"#.into()).unwrap()),
+            new: Some(r#"{"id":7,"total":150.00}"#.into()),
             old: None,
             unchanged_toast: vec!["notes".into()],
         };

@@ -5,8 +5,19 @@
 //! consumers and decides how far the slot may be confirmed, [`realtime`] fans events out to
 //! WebSocket clients, and [`http`] serves them.
 
+pub mod catalog;
 pub mod change;
 pub mod cluster;
+pub mod config;
 pub mod decode;
+pub mod dev;
+pub mod gateway;
+pub mod health;
+pub mod http;
 pub mod lsn;
+pub mod metrics;
+pub mod migrate;
+pub mod pipeline;
+pub mod realtime;
+pub mod report;
 pub mod source;

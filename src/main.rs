@@ -1,1 +1,105 @@
-fn main() {}
+//! The `walgate` command: parses the command line and wires the parts together.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+use tracing_subscriber::EnvFilter;
+
+use walgate::config::Config;
+use walgate::gateway::Gateway;
+
+/// Change-data-capture gateway for PostgreSQL: streams committed changes from the WAL to
+/// WebSocket clients.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve one database, configured by the YAML file and environment variables
+    /// (DATABASE_URL, WALGATE_LISTEN, WALGATE_SLOT, WALGATE_PUBLICATION).
+    Serve {
+        /// YAML config file [default: $WALGATE_CONFIG, else config/walgate.yaml if present]
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Start a throwaway PostgreSQL with a demo `orders` table and serve it; Ctrl-C stops both
+    /// and deletes the database.
+    Dev {
+        /// HTTP and WebSocket address
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+    /// Subscribe to a channel and print each message as one JSON line.
+    Subscribe {
+        /// Channel name, like qail_table_orders or table:public.orders
+        channel: String,
+        /// WebSocket endpoint of the gateway
+        #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+        url: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match Cli::parse().command {
+        Command::Serve { config } => serve(config).await,
+        Command::Dev { listen } => walgate::dev::run(listen)
+            .await
+            .map_err(|err| err.to_string()),
+        Command::Subscribe { channel, url } => subscribe(&url, &channel).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!(error = %message, "walgate stopped");
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config_path: Option<PathBuf>) -> Result<(), String> {
+    let config = Config::load(config_path.as_deref()).map_err(|err| err.to_string())?;
+    let gateway = Gateway::start(config)
+        .await
+        .map_err(|err| err.to_string())?;
+    walgate::dev::wait_for_stop_signal().await;
+    tracing::info!("shutting down");
+    gateway.stop().await;
+    Ok(())
+}
+
+async fn subscribe(url: &str, channel: &str) -> Result<(), String> {
+    let (mut socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .map_err(|err| format!("cannot connect to {url}: {err}"))?;
+    let request = serde_json::json!({ "type": "subscribe", "channel": channel });
+    socket
+        .send(Message::Text(request.to_string().into()))
+        .await
+        .map_err(|err| format!("sending the subscription failed: {err}"))?;
+    while let Some(message) = socket.next().await {
+        match message.map_err(|err| format!("connection to {url} failed: {err}"))? {
+            Message::Text(text) => println!("{text}"),
+            Message::Close(frame) => {
+                return Err(format!("the gateway closed the connection: {frame:?}"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

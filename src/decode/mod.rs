@@ -1,7 +1,16 @@
 //! Decoding of `pgoutput` messages into change events.
 
+mod array;
+mod datetime;
+mod decoder;
+mod numeric;
+pub mod pgoutput;
+mod record;
+pub mod relation;
 pub mod types;
 pub mod value;
+
+pub use decoder::{DecodeError, Decoded, Decoder, LogicalMessage, INTERNAL_SCHEMA};
 
 /// Session settings for every connection whose text output walgate decodes.
 ///

@@ -4,3 +4,6 @@ mod auth;
 pub mod connection;
 mod error;
 mod protocol;
+pub mod setup;
+
+pub use error::SourceError;

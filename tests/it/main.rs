@@ -3,4 +3,11 @@
 mod support;
 
 mod cluster;
+mod crash_resume;
+mod large_transaction;
+mod replica_identity;
 mod replication_connection;
+mod schema_changes;
+mod stream_events;
+mod values;
+mod ws_protocol;

@@ -1,0 +1,86 @@
+//! Catalog look-ups for the serving side (tables behind channel names), over one shared SQL
+//! connection that is reopened when it drops.
+
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::decode::INTERNAL_SCHEMA;
+use crate::report::error_chain;
+
+/// Error from a catalog look-up.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog query failed: {}", error_chain(.0))]
+    Query(#[from] tokio_postgres::Error),
+}
+
+/// A table found in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableInfo {
+    pub oid: u32,
+    /// True when the gateway's publication includes the table.
+    pub published: bool,
+}
+
+/// A shared SQL connection for catalog queries.
+pub struct Catalog {
+    config: Config,
+    publication: String,
+    client: Mutex<Option<Arc<Client>>>,
+}
+
+impl Catalog {
+    /// Creates the catalog; the connection opens on first use.
+    pub fn new(config: Config, publication: &str) -> Self {
+        Self {
+            config,
+            publication: publication.to_string(),
+            client: Mutex::new(None),
+        }
+    }
+
+    async fn client(&self) -> Result<Arc<Client>, CatalogError> {
+        let mut slot = self.client.lock().await;
+        if let Some(client) = slot.as_ref().filter(|client| !client.is_closed()) {
+            return Ok(client.clone());
+        }
+        let (client, connection) = self.config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "catalog connection closed");
+            }
+        });
+        let client = Arc::new(client);
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Looks up an ordinary or partitioned table by exact schema and name. Tables in walgate's
+    /// own schema are reported as absent.
+    pub async fn table(
+        &self,
+        schema: &str,
+        table: &str,
+    ) -> Result<Option<TableInfo>, CatalogError> {
+        if schema == INTERNAL_SCHEMA {
+            return Ok(None);
+        }
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT c.oid, EXISTS (
+                     SELECT 1 FROM pg_publication_tables p
+                     WHERE p.pubname = $3 AND p.schemaname = n.nspname AND p.tablename = c.relname)
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+                &[&schema, &table, &self.publication],
+            )
+            .await?;
+        Ok(row.map(|row| TableInfo {
+            oid: row.get(0),
+            published: row.get(1),
+        }))
+    }
+}

@@ -1,0 +1,115 @@
+//! `walgate dev`: a throwaway PostgreSQL with a demo schema, and the gateway in front of it.
+
+use std::net::SocketAddr;
+
+use crate::cluster::{ClusterOptions, EphemeralCluster, PgBinaries};
+use crate::config::Config;
+use crate::gateway::Gateway;
+
+/// The demo schema loaded into the throwaway database.
+pub const DEMO_SCHEMA: &str = "
+CREATE TABLE orders (
+    id bigserial PRIMARY KEY,
+    customer text NOT NULL,
+    total numeric(10, 2) NOT NULL,
+    status text NOT NULL DEFAULT 'pending',
+    notes text,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO orders (customer, total, status) VALUES
+    ('ada', 150.00, 'paid'),
+    ('grace', 42.50, 'pending');
+";
+
+/// Error from `walgate dev`.
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+    #[error("loading the demo schema failed: {}", crate::report::error_chain(.0))]
+    Schema(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Start(#[from] crate::gateway::StartError),
+    #[error("the cluster start task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Starts a throwaway cluster and the gateway on `listen`, prints what to try, and runs until
+/// Ctrl-C (or SIGTERM); then stops both and deletes the cluster.
+pub async fn run(listen: SocketAddr) -> Result<(), DevError> {
+    let binaries = PgBinaries::locate()?;
+    tracing::info!(bindir = %binaries.bindir.display(), "starting a throwaway PostgreSQL");
+    let cluster = tokio::task::spawn_blocking(move || {
+        EphemeralCluster::start(&binaries, &ClusterOptions::default())
+    })
+    .await??;
+    load_demo_schema(&cluster).await?;
+
+    let url = cluster.url("postgres");
+    let config = Config::from_yaml("{}", &|name| match name {
+        "DATABASE_URL" => Some(url.clone()),
+        "WALGATE_LISTEN" => Some(listen.to_string()),
+        _ => None,
+    })?;
+    let gateway = Gateway::start(config).await?;
+    print_instructions(&cluster, gateway.addr);
+
+    wait_for_stop_signal().await;
+    tracing::info!("stopping the gateway and removing the throwaway cluster");
+    gateway.stop().await;
+    drop(cluster);
+    Ok(())
+}
+
+async fn load_demo_schema(cluster: &EphemeralCluster) -> Result<(), tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(
+        &cluster.connection_string("postgres"),
+        tokio_postgres::NoTls,
+    )
+    .await?;
+    let connection = tokio::spawn(connection);
+    client.batch_execute(DEMO_SCHEMA).await?;
+    drop(client);
+    let _ = connection.await;
+    Ok(())
+}
+
+fn print_instructions(cluster: &EphemeralCluster, addr: SocketAddr) {
+    let psql = cluster.program("psql").display().to_string();
+    let url = cluster.url("postgres");
+    let exe = std::env::current_exe()
+        .map(|path| path.display().to_string())
+        .unwrap_or_else(|_| "walgate".into());
+    println!(
+        "\nwalgate dev is running.\n\
+         \n  PostgreSQL  {url}  (throwaway, deleted on exit)\
+         \n  gateway     http://{addr}  (WebSocket at ws://{addr}/ws)\n\
+         \nIn a second terminal, watch the orders table:\
+         \n  {exe} subscribe qail_table_orders --url ws://{addr}/ws\n\
+         \nIn a third, change it:\
+         \n  {psql} {url} -c \"INSERT INTO orders (customer, total) VALUES ('linus', 150.00)\"\
+         \n  {psql} {url} -c \"UPDATE orders SET status = 'paid' WHERE customer = 'linus'\"\n\
+         \nHealth: curl http://{addr}/healthz    Stop: Ctrl-C\n"
+    );
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn wait_for_stop_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,92 @@
+//! The HTTP server: WebSocket endpoint, health and metrics.
+
+pub mod ws;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::Catalog;
+use crate::health::{Health, StreamState};
+use crate::realtime::Hub;
+
+/// Limits on WebSocket clients.
+#[derive(Debug, Clone)]
+pub struct WebSocketLimits {
+    /// Largest client message that is parsed; larger ones get a `message_too_large` error and
+    /// the connection stays open.
+    pub max_message_bytes: usize,
+    /// Largest frame read at all; a larger one closes the connection with code 1009.
+    pub max_frame_bytes: usize,
+    /// Frames queued for one client before it counts as lagged and is closed.
+    pub client_queue: usize,
+}
+
+impl Default for WebSocketLimits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 64 * 1024,
+            max_frame_bytes: 16 * 1024 * 1024,
+            client_queue: 16 * 1024,
+        }
+    }
+}
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub hub: Arc<Hub>,
+    pub catalog: Arc<Catalog>,
+    pub health: Health,
+    pub publication: String,
+    pub limits: WebSocketLimits,
+    pub metrics: Option<PrometheusHandle>,
+    pub shutdown: CancellationToken,
+}
+
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/ws", get(ws::upgrade))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` is cancelled, then stops accepting and lets open requests finish.
+pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
+    let shutdown = state.shutdown.clone();
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+/// 200 while the replication stream is live, 503 with the reason otherwise.
+async fn healthz(State(state): State<AppState>) -> Response {
+    let current = state.health.get();
+    let status = match current {
+        StreamState::Streaming { .. } => StatusCode::OK,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, Json(current)).into_response()
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    match &state.metrics {
+        Some(handle) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "metrics are not enabled\n").into_response(),
+    }
+}

@@ -1,0 +1,274 @@
+//! `GET /ws`: one reader and one writer task per WebSocket connection.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::AppState;
+use crate::metrics as names;
+use crate::realtime::channel::Channel;
+use crate::realtime::protocol::{
+    parse_client_message, ClientMessage, ErrorCode, ProtocolError, ServerMessage,
+};
+use crate::realtime::ClientHandle;
+
+/// Close code 1008 (policy violation), sent to a client closed for lagging.
+const CLOSE_POLICY: u16 = 1008;
+/// Close code 1001 (going away), sent when the server shuts down.
+const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// Upgrades the connection. Frames up to `max_frame_bytes` are read and answered; larger ones
+/// make the WebSocket library close the connection with code 1009.
+pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    let limits = state.limits.clone();
+    ws.max_message_size(limits.max_frame_bytes)
+        .max_frame_size(limits.max_frame_bytes)
+        .on_upgrade(move |socket| serve_client(socket, state))
+}
+
+async fn serve_client(socket: WebSocket, state: AppState) {
+    let (client, queue) = ClientHandle::new(state.limits.client_queue);
+    let span = tracing::info_span!("websocket", client_id = client.id);
+    async move {
+        tracing::debug!("client connected");
+        metrics::gauge!(names::WEBSOCKET_CLIENTS).increment(1.0);
+        let (sink, stream) = socket.split();
+        let closed = CancellationToken::new();
+        let writer = tokio::spawn(
+            write_frames(
+                sink,
+                queue,
+                client.clone(),
+                state.shutdown.clone(),
+                closed.clone(),
+            )
+            .in_current_span(),
+        );
+        let mut session = ClientSession {
+            state: &state,
+            client: &client,
+            tables: HashMap::new(),
+        };
+        session.read_frames(stream, &closed).await;
+        state.hub.remove_client(client.id);
+        drop(session);
+        drop(client);
+        let _ = writer.await;
+        metrics::gauge!(names::WEBSOCKET_CLIENTS).decrement(1.0);
+        tracing::debug!("client disconnected");
+    }
+    .instrument(span)
+    .await
+}
+
+/// Sends queued frames until the queue closes, the client lags, the socket fails or the server
+/// shuts down. Cancels `closed` on the way out so the reader stops too.
+async fn write_frames(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut queue: mpsc::Receiver<Arc<str>>,
+    client: ClientHandle,
+    shutdown: CancellationToken,
+    closed: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = client.lagged().cancelled() => {
+                tracing::info!("client cannot keep up with its queue, closing it");
+                let error = ProtocolError::new(
+                    ErrorCode::Lagged,
+                    "this client fell behind and its queue is full; reconnect and subscribe again",
+                );
+                let _ = sink.send(Message::Text(error.to_text().into())).await;
+                let _ = sink.send(close_message(CLOSE_POLICY, "lagged")).await;
+                break;
+            }
+            _ = shutdown.cancelled() => {
+                let _ = sink.send(close_message(CLOSE_GOING_AWAY, "server shutting down")).await;
+                break;
+            }
+            frame = queue.recv() => {
+                let Some(frame) = frame else { break };
+                if sink.send(Message::Text(Utf8Bytes::from(&*frame))).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    closed.cancel();
+}
+
+fn close_message(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }))
+}
+
+/// State of one connection on the reading side.
+struct ClientSession<'a> {
+    state: &'a AppState,
+    client: &'a ClientHandle,
+    /// Table subscriptions of this client: channel name to relation OID.
+    tables: HashMap<String, u32>,
+}
+
+impl ClientSession<'_> {
+    async fn read_frames(
+        &mut self,
+        mut stream: SplitStream<WebSocket>,
+        closed: &CancellationToken,
+    ) {
+        loop {
+            let message = tokio::select! {
+                _ = closed.cancelled() => break,
+                message = stream.next() => message,
+            };
+            match message {
+                Some(Ok(Message::Text(text))) => self.handle_text(text.as_str()).await,
+                Some(Ok(Message::Binary(_))) => self.reply_error(ProtocolError::new(
+                    ErrorCode::InvalidMessage,
+                    "binary frames are not accepted; send JSON text frames",
+                )),
+                Some(Ok(Message::Close(_))) | None => break,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Err(err)) => {
+                    tracing::debug!(error = %err, "reading from the client failed");
+                    break;
+                }
+            }
+        }
+    }
+
+    async fn handle_text(&mut self, text: &str) {
+        let limit = self.state.limits.max_message_bytes;
+        if text.len() > limit {
+            return self.reply_error(ProtocolError::new(
+                ErrorCode::MessageTooLarge,
+                format!(
+                    "message is {} bytes; the limit is {limit} bytes",
+                    text.len()
+                ),
+            ));
+        }
+        match parse_client_message(text) {
+            Ok(message) => self.handle_message(message).await,
+            Err(err) => self.reply_error(err),
+        }
+    }
+
+    async fn handle_message(&mut self, message: ClientMessage) {
+        match message {
+            ClientMessage::Ping => self.reply(ServerMessage::Pong.to_text()),
+            ClientMessage::Subscribe {
+                channel,
+                filter,
+                since,
+            } => {
+                if let Err(err) = self
+                    .subscribe(&channel, filter.is_some(), since.is_some())
+                    .await
+                {
+                    self.reply_error(err.with_channel(&channel));
+                }
+            }
+            ClientMessage::Unsubscribe { channel } => self.unsubscribe(&channel),
+            ClientMessage::NotSupported { kind } => self.reply_error(ProtocolError::new(
+                ErrorCode::NotSupported,
+                format!("{kind} is not served by this gateway version"),
+            )),
+        }
+    }
+
+    async fn subscribe(
+        &mut self,
+        name: &str,
+        has_filter: bool,
+        has_since: bool,
+    ) -> Result<(), ProtocolError> {
+        let invalid_channel = |err: crate::realtime::channel::ChannelError| {
+            ProtocolError::new(ErrorCode::InvalidChannel, err.to_string())
+        };
+        let (schema, table) = match Channel::parse(name).map_err(invalid_channel)? {
+            Channel::Table { schema, table } => (schema, table),
+            Channel::Notify(_) => {
+                return Err(ProtocolError::new(
+                    ErrorCode::NotSupported,
+                    format!(
+                        "channel {name:?} is not a table channel, and NOTIFY channels are not \
+                         served by this gateway version; use qail_table_<table> or \
+                         table:<schema>.<table>"
+                    ),
+                ))
+            }
+        };
+        for (present, field) in [(has_filter, "filter"), (has_since, "since")] {
+            if present {
+                return Err(ProtocolError::new(
+                    ErrorCode::NotSupported,
+                    format!("the \"{field}\" option is not served by this gateway version; subscribe without it"),
+                ));
+            }
+        }
+        let info = self
+            .state
+            .catalog
+            .table(&schema, &table)
+            .await
+            .map_err(|err| {
+                tracing::warn!(error = %err, "table look-up for a subscription failed");
+                ProtocolError::new(
+                    ErrorCode::Internal,
+                    "looking up the table failed; try again",
+                )
+            })?;
+        let Some(info) = info else {
+            return Err(ProtocolError::new(
+                ErrorCode::UnknownTable,
+                format!("table \"{schema}\".\"{table}\" does not exist (names are case-sensitive)"),
+            ));
+        };
+        if !info.published {
+            return Err(ProtocolError::new(
+                ErrorCode::NotPublished,
+                format!(
+                    "table \"{schema}\".\"{table}\" is not in publication {:?}, so its changes \
+                     never reach the gateway; add it with ALTER PUBLICATION ... ADD TABLE",
+                    self.state.publication
+                ),
+            ));
+        }
+        // Register before acknowledging, so every event after `subscribed` is delivered.
+        self.state.hub.subscribe(info.oid, name, self.client);
+        self.tables.insert(name.to_string(), info.oid);
+        self.reply(ServerMessage::Subscribed { channel: name }.to_text());
+        Ok(())
+    }
+
+    fn unsubscribe(&mut self, name: &str) {
+        if let Some(oid) = self.tables.remove(name) {
+            self.state.hub.unsubscribe(oid, name, self.client.id);
+        }
+        // Unsubscribing from a channel the client does not hold is answered the same way, so
+        // the call is idempotent.
+        self.reply(ServerMessage::Unsubscribed { channel: name }.to_text());
+    }
+
+    fn reply(&self, frame: String) {
+        self.client.send(frame.into());
+    }
+
+    fn reply_error(&self, err: ProtocolError) {
+        metrics::counter!(names::WEBSOCKET_ERRORS, "code" => err.code.as_str()).increment(1);
+        tracing::debug!(code = err.code.as_str(), message = %err.message, "rejected a client message");
+        self.reply(err.to_text());
+    }
+}

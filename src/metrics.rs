@@ -1,0 +1,50 @@
+//! Metric names, all in one place. Each is a Prometheus name with the `walgate_` prefix and a
+//! unit suffix; labels are low-cardinality (no client, table or URL labels).
+
+/// Change events decoded from the WAL.
+pub const REPLICATION_EVENTS: &str = "walgate_replication_events_total";
+/// Transactions decoded from the WAL.
+pub const REPLICATION_TRANSACTIONS: &str = "walgate_replication_transactions_total";
+/// Bytes of `pgoutput` payload received.
+pub const REPLICATION_RECEIVED_BYTES: &str = "walgate_replication_received_bytes_total";
+/// Times the replication stream was lost and reconnected.
+pub const REPLICATION_RECONNECTS: &str = "walgate_replication_reconnects_total";
+/// Bytes of WAL between the server's last reported position and the confirmed position.
+pub const REPLICATION_LAG_BYTES: &str = "walgate_replication_lag_bytes";
+/// The confirmed (flushed) position, as a number.
+pub const REPLICATION_CONFIRMED_LSN: &str = "walgate_replication_confirmed_lsn";
+/// Connected WebSocket clients.
+pub const WEBSOCKET_CLIENTS: &str = "walgate_websocket_clients";
+/// WebSocket clients closed because their outgoing queue was full.
+pub const WEBSOCKET_LAGGED: &str = "walgate_websocket_lagged_total";
+/// Notifications queued to WebSocket clients.
+pub const WEBSOCKET_NOTIFICATIONS: &str = "walgate_websocket_notifications_total";
+/// Error messages sent to WebSocket clients, by `code`.
+pub const WEBSOCKET_ERRORS: &str = "walgate_websocket_errors_total";
+
+/// Describes every metric once, so the exporter prints help text.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_counter!(REPLICATION_EVENTS, "Change events decoded from the WAL");
+    describe_counter!(
+        REPLICATION_TRANSACTIONS,
+        "Transactions decoded from the WAL"
+    );
+    describe_counter!(
+        REPLICATION_RECEIVED_BYTES,
+        "Bytes of pgoutput payload received"
+    );
+    describe_counter!(REPLICATION_RECONNECTS, "Replication stream reconnects");
+    describe_gauge!(
+        REPLICATION_LAG_BYTES,
+        "WAL bytes between the server's position and the confirmed position"
+    );
+    describe_gauge!(REPLICATION_CONFIRMED_LSN, "Confirmed slot position");
+    describe_gauge!(WEBSOCKET_CLIENTS, "Connected WebSocket clients");
+    describe_counter!(WEBSOCKET_LAGGED, "WebSocket clients closed for lagging");
+    describe_counter!(
+        WEBSOCKET_NOTIFICATIONS,
+        "Notifications queued to WebSocket clients"
+    );
+    describe_counter!(WEBSOCKET_ERRORS, "Error messages sent to WebSocket clients");
+}

@@ -1,0 +1,180 @@
+//! Fan-out of change events to WebSocket clients.
+//!
+//! Each client has a bounded outgoing queue. The hub only ever `try_send`s into it, so a slow
+//! client never slows the replication stream or other clients: when its queue is full the
+//! client is marked lagged, and its writer task sends an `error` with code `lagged` and closes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use dashmap::DashMap;
+use futures_util::future::BoxFuture;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::protocol::notification_frame;
+use crate::change::{EncodedEvent, EventId};
+use crate::metrics as names;
+use crate::pipeline::{Consumer, ConsumerError, EventBatch};
+
+/// Identifier of one WebSocket connection, unique within the process.
+pub type ClientId = u64;
+
+/// The sending side of one client's outgoing queue.
+#[derive(Debug, Clone)]
+pub struct ClientHandle {
+    pub id: ClientId,
+    queue: mpsc::Sender<Arc<str>>,
+    lagged: CancellationToken,
+}
+
+impl ClientHandle {
+    /// Creates a client with a queue of `capacity` frames; returns the handle and the receiving
+    /// side for the client's writer task.
+    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Arc<str>>) {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let (queue, receiver) = mpsc::channel(capacity.max(1));
+        let handle = Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            queue,
+            lagged: CancellationToken::new(),
+        };
+        (handle, receiver)
+    }
+
+    /// Queues a frame. Returns false, and marks the client lagged, when the queue is full;
+    /// returns false when the client is gone.
+    pub fn send(&self, frame: Arc<str>) -> bool {
+        match self.queue.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if !self.lagged.is_cancelled() {
+                    metrics::counter!(names::WEBSOCKET_LAGGED).increment(1);
+                    self.lagged.cancel();
+                }
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Completes when the client has been marked lagged.
+    pub fn lagged(&self) -> &CancellationToken {
+        &self.lagged
+    }
+}
+
+/// One client's subscription to a table channel.
+#[derive(Debug, Clone)]
+struct Subscriber {
+    channel: Arc<str>,
+    client: ClientHandle,
+}
+
+/// Table subscriptions and the delivery of change events to them.
+#[derive(Debug, Default)]
+pub struct Hub {
+    /// Subscribers by relation OID.
+    tables: DashMap<u32, Vec<Subscriber>>,
+    /// The last event delivered. After the stream restarts, PostgreSQL sends again the
+    /// transactions after the confirmed position; events up to this one were already
+    /// delivered and are skipped.
+    last_delivered: Mutex<Option<EventId>>,
+}
+
+impl Hub {
+    /// Adds a subscription. Events for the relation are delivered from the next batch on, so
+    /// the caller may acknowledge the subscription once this returns. Returns false when the
+    /// client already holds this channel.
+    pub fn subscribe(&self, relation_oid: u32, channel: &str, client: &ClientHandle) -> bool {
+        let mut subscribers = self.tables.entry(relation_oid).or_default();
+        let duplicate = subscribers
+            .iter()
+            .any(|s| s.client.id == client.id && &*s.channel == channel);
+        if !duplicate {
+            subscribers.push(Subscriber {
+                channel: channel.into(),
+                client: client.clone(),
+            });
+        }
+        !duplicate
+    }
+
+    /// Removes one subscription; returns whether it existed.
+    pub fn unsubscribe(&self, relation_oid: u32, channel: &str, client: ClientId) -> bool {
+        let mut removed = false;
+        if let Some(mut subscribers) = self.tables.get_mut(&relation_oid) {
+            let before = subscribers.len();
+            subscribers.retain(|s| !(s.client.id == client && &*s.channel == channel));
+            removed = subscribers.len() != before;
+        }
+        self.tables
+            .remove_if(&relation_oid, |_, subscribers| subscribers.is_empty());
+        removed
+    }
+
+    /// Removes every subscription of a client.
+    pub fn remove_client(&self, client: ClientId) {
+        self.tables
+            .iter_mut()
+            .for_each(|mut entry| entry.retain(|s| s.client.id != client));
+        self.tables.retain(|_, subscribers| !subscribers.is_empty());
+    }
+
+    /// Number of table subscriptions.
+    pub fn subscription_count(&self) -> usize {
+        self.tables.iter().map(|entry| entry.len()).sum()
+    }
+
+    /// Delivers a batch to subscribers. Each event's notification frame is built once per
+    /// channel name and shared by every client subscribed under that name.
+    pub fn deliver(&self, events: &EventBatch) {
+        let mut last_delivered = self
+            .last_delivered
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut queued = 0u64;
+        for encoded in events {
+            let id = encoded.event.id;
+            if last_delivered.is_some_and(|last| id <= last) {
+                continue;
+            }
+            *last_delivered = Some(id);
+            if let Some(subscribers) = self.tables.get(&encoded.event.relation_oid) {
+                queued += fan_out(encoded, &subscribers);
+            }
+        }
+        metrics::counter!(names::WEBSOCKET_NOTIFICATIONS).increment(queued);
+    }
+}
+
+fn fan_out(encoded: &EncodedEvent, subscribers: &[Subscriber]) -> u64 {
+    // Most events go to one or two channel names, so a short list beats a map.
+    let mut frames: Vec<(Arc<str>, Arc<str>)> = Vec::with_capacity(2);
+    let mut queued = 0;
+    for subscriber in subscribers {
+        let frame = match frames.iter().find(|(name, _)| *name == subscriber.channel) {
+            Some((_, frame)) => frame.clone(),
+            None => {
+                let frame: Arc<str> = notification_frame(&subscriber.channel, &encoded.json).into();
+                frames.push((subscriber.channel.clone(), frame.clone()));
+                frame
+            }
+        };
+        if subscriber.client.send(frame) {
+            queued += 1;
+        }
+    }
+    queued
+}
+
+impl Consumer for Hub {
+    fn name(&self) -> &'static str {
+        "websocket"
+    }
+
+    fn accept<'a>(&'a self, events: &'a EventBatch) -> BoxFuture<'a, Result<(), ConsumerError>> {
+        self.deliver(events);
+        Box::pin(async { Ok(()) })
+    }
+}
