@@ -223,8 +223,8 @@ mod tests {
 
     #[test]
     fn commit_time_is_rfc3339_utc() {
-        let info = TransactionInfo::new(1, Lsn(1), 818_090_270_900_176);
-        assert_eq!(&*info.commit_time, "2025-12-04T15:17:50.900176Z");
+        let info = TransactionInfo::new(1, Lsn(1), 849_712_670_900_176);
+        assert_eq!(&*info.commit_time, "2026-12-04T15:17:50.900176Z");
     }
 
     #[test]

@@ -62,7 +62,7 @@ struct ReplicationFile {
 struct WebSocketFile {
     max_message_bytes: Option<usize>,
     max_frame_bytes: Option<usize>,
-    client_queue: Option<usize>,
+    client_queue_bytes: Option<usize>,
 }
 
 /// Validated settings.
@@ -181,7 +181,9 @@ fn websocket_limits(file: WebSocketFile) -> Result<WebSocketLimits, ConfigError>
     let limits = WebSocketLimits {
         max_message_bytes: file.max_message_bytes.unwrap_or(defaults.max_message_bytes),
         max_frame_bytes: file.max_frame_bytes.unwrap_or(defaults.max_frame_bytes),
-        client_queue: file.client_queue.unwrap_or(defaults.client_queue),
+        client_queue_bytes: file
+            .client_queue_bytes
+            .unwrap_or(defaults.client_queue_bytes),
     };
     if limits.max_frame_bytes < limits.max_message_bytes {
         return Err(ConfigError::Invalid {
@@ -192,10 +194,14 @@ fn websocket_limits(file: WebSocketFile) -> Result<WebSocketLimits, ConfigError>
             ),
         });
     }
-    if limits.client_queue == 0 {
+    if limits.client_queue_bytes < limits.max_message_bytes {
         return Err(ConfigError::Invalid {
-            name: "websocket.client_queue",
-            message: "must be at least 1".into(),
+            name: "websocket.client_queue_bytes",
+            message: format!(
+                "{} is below websocket.max_message_bytes ({}); a client must be able to queue \
+                 at least one reply",
+                limits.client_queue_bytes, limits.max_message_bytes
+            ),
         });
     }
     Ok(limits)

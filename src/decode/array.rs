@@ -2,13 +2,14 @@
 //!
 //! `array_out` prints `{` and `}` around each dimension and separates items with the element
 //! type's delimiter (`,` for every built-in type except `box`, which uses `;`). An element is
-//! double-quoted, with `"` and `\` backslash-escaped, when it is empty, contains braces, the
-//! delimiter, quotes, backslashes or whitespace, or reads `NULL`; an unquoted `NULL` is a null
-//! element. Arrays whose lower bounds are not all 1 start with their bounds, like `[2:3]={1,2}`,
-//! which `to_jsonb` drops. Multi-dimensional arrays become nested JSON arrays.
+//! double-quoted when it is empty, contains braces, the delimiter, quotes, backslashes or
+//! whitespace, or reads `NULL`. Inside quotes, `"` and `\` are backslash-escaped. An unquoted
+//! `NULL` is a null element. Arrays whose lower bounds are not all 1 start with their bounds,
+//! like `[2:3]={1,2}`, which `to_jsonb` drops. Multi-dimensional arrays become nested JSON
+//! arrays.
 //!
-//! `int2vector` and `oidvector` print their elements separated by single spaces, without braces;
-//! the type registry gives them the delimiter `b' '`, and such text is converted as a
+//! `int2vector` and `oidvector` print their elements separated by single spaces, without braces.
+//! The type registry gives them the delimiter `b' '`, and such text is converted as a
 //! one-dimensional array.
 
 use crate::decode::types::PgType;

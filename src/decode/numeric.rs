@@ -15,7 +15,7 @@ const MAX_SCALE: i64 = 16_383;
 /// Exponent magnitude from which `numeric_in` reports an overflow even for zero (`INT_MAX / 2`).
 const MAX_EXPONENT: i64 = 1_073_741_823;
 
-/// Why number text could not be normalised.
+/// Error from normalising number text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NumberError {
     /// The text is not a decimal number with an optional exponent.
@@ -80,9 +80,10 @@ pub(crate) fn write_number(out: &mut String, text: &str) -> Result<(), NumberErr
         .iter()
         .chain(parts.fraction)
         .position(|&digit| digit != b'0');
-    let plain = !parts.has_exponent
-        && first_nonzero.is_some()
-        && (parts.integer.len() == 1 || parts.integer.first().is_some_and(|&digit| digit != b'0'));
+    let no_leading_zero =
+        parts.integer.len() == 1 || parts.integer.first().is_some_and(|&digit| digit != b'0');
+    let plain =
+        !parts.has_exponent && first_nonzero.is_some() && no_leading_zero && !text.ends_with('.');
     if plain {
         // Already in numeric_out form: copy it, minus a leading `+`.
         out.push_str(text.strip_prefix('+').unwrap_or(text));
@@ -275,6 +276,8 @@ mod tests {
         assert_eq!(normalise("-007.50").unwrap(), "-7.50");
         assert_eq!(normalise("+3").unwrap(), "3");
         assert_eq!(normalise(".5").unwrap(), "0.5");
+        assert_eq!(normalise("1.").unwrap(), "1");
+        assert_eq!(normalise("-2.e1").unwrap(), "-20");
     }
 
     #[test]

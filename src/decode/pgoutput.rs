@@ -470,7 +470,7 @@ mod tests {
             err,
             ParseError::Truncated {
                 context: "Begin",
-                needed: 11
+                needed: 7
             }
         );
     }

@@ -1,7 +1,7 @@
 //! PostgreSQL types as needed to turn their text output into JSON.
 //!
 //! [`TypeRegistry`] reads `pg_type` (and `pg_attribute` for composites) and resolves a type OID
-//! to a [`PgType`] tree that says how [`write_json`](super::value::write_json) converts the
+//! to a [`PgType`] tree that determines how [`write_json`](super::value::write_json) converts the
 //! type's text: domains take the kind of their base type, arrays carry their element type and
 //! composites their attribute types.
 
@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tokio_postgres::Row;
 
-/// How a type's text turns into JSON.
+/// The rule that turns a type's text into JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TypeKind {
     /// `bool`: `t`/`f` become `true`/`false`.
@@ -87,13 +87,13 @@ const TYPE_ROW_SELECT: &str = "
           AND NOT a.attisdropped
     ) attributes ON true";
 
-/// Every built-in type, fetched once on first use.
+/// Returns the query for every built-in type, which runs once on first use.
 fn builtin_types_query() -> String {
     format!("{TYPE_ROW_SELECT} WHERE t.oid < {FIRST_NORMAL_OBJECT_ID}")
 }
 
-/// A type and every type it depends on: base types of domains, elements of arrays, attribute
-/// types of composites, recursively.
+/// Returns the query that reads a type and every type it depends on: base types of domains,
+/// elements of arrays and attribute types of composites, recursively.
 fn type_closure_query() -> String {
     format!(
         "WITH RECURSIVE closure(oid) AS (
@@ -319,7 +319,7 @@ impl Builder<'_> {
     }
 }
 
-/// The kind of a base type that is neither an array nor a composite.
+/// Returns the kind of a base type that is neither an array nor a composite.
 fn builtin_kind(oid: u32) -> TypeKind {
     match oid {
         16 => TypeKind::Bool,
@@ -331,6 +331,8 @@ fn builtin_kind(oid: u32) -> TypeKind {
         1266 => TypeKind::TimeTz,
         1114 => TypeKind::Timestamp,
         1184 => TypeKind::TimestampTz,
+        // NOTE: to_jsonb converts a non-built-in type with a cast to json or jsonb (hstore, for
+        // one) through that cast, giving an object where this gives the type's text.
         _ => TypeKind::Text,
     }
 }

@@ -120,28 +120,31 @@ pub fn write_json_string(out: &mut String, s: &str) {
 pub(crate) fn push_escaped(out: &mut String, s: &str) {
     let bytes = s.as_bytes();
     let mut run_start = 0;
-    for (index, &byte) in bytes.iter().enumerate() {
-        let escape = match byte {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0x00..=0x1f => "",
-            _ => continue,
-        };
+    while let Some(offset) = bytes[run_start..]
+        .iter()
+        .position(|&byte| needs_escape(byte))
+    {
+        let index = run_start + offset;
         // `index` is at an ASCII byte, so both slices end on character boundaries.
         out.push_str(&s[run_start..index]);
-        if escape.is_empty() {
-            push_unicode_escape(out, byte);
-        } else {
-            out.push_str(escape);
+        let byte = bytes[index];
+        match byte {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            _ => push_unicode_escape(out, byte),
         }
         run_start = index + 1;
     }
     out.push_str(&s[run_start..]);
+}
+
+fn needs_escape(byte: u8) -> bool {
+    byte < 0x20 || byte == b'"' || byte == b'\\'
 }
 
 fn push_unicode_escape(out: &mut String, byte: u8) {

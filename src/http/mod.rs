@@ -26,8 +26,8 @@ pub struct WebSocketLimits {
     pub max_message_bytes: usize,
     /// Largest frame read at all; a larger one closes the connection with code 1009.
     pub max_frame_bytes: usize,
-    /// Frames queued for one client before it counts as lagged and is closed.
-    pub client_queue: usize,
+    /// Bytes of frames queued for one client before it counts as lagged and is closed.
+    pub client_queue_bytes: usize,
 }
 
 impl Default for WebSocketLimits {
@@ -35,7 +35,7 @@ impl Default for WebSocketLimits {
         Self {
             max_message_bytes: 64 * 1024,
             max_frame_bytes: 16 * 1024 * 1024,
-            client_queue: 16 * 1024,
+            client_queue_bytes: 32 * 1024 * 1024,
         }
     }
 }

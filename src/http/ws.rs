@@ -1,14 +1,12 @@
 //! `GET /ws`: one reader and one writer task per WebSocket connection.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -18,7 +16,7 @@ use crate::realtime::channel::Channel;
 use crate::realtime::protocol::{
     parse_client_message, ClientMessage, ErrorCode, ProtocolError, ServerMessage,
 };
-use crate::realtime::ClientHandle;
+use crate::realtime::{ClientHandle, ClientQueue};
 
 /// Close code 1008 (policy violation), sent to a client closed for lagging.
 const CLOSE_POLICY: u16 = 1008;
@@ -35,7 +33,7 @@ pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Res
 }
 
 async fn serve_client(socket: WebSocket, state: AppState) {
-    let (client, queue) = ClientHandle::new(state.limits.client_queue);
+    let (client, queue) = ClientHandle::new(state.limits.client_queue_bytes);
     let span = tracing::info_span!("websocket", client_id = client.id);
     async move {
         tracing::debug!("client connected");
@@ -73,7 +71,7 @@ async fn serve_client(socket: WebSocket, state: AppState) {
 /// shuts down. Cancels `closed` on the way out so the reader stops too.
 async fn write_frames(
     mut sink: SplitSink<WebSocket, Message>,
-    mut queue: mpsc::Receiver<Arc<str>>,
+    mut queue: ClientQueue,
     client: ClientHandle,
     shutdown: CancellationToken,
     closed: CancellationToken,
@@ -97,7 +95,9 @@ async fn write_frames(
             }
             frame = queue.recv() => {
                 let Some(frame) = frame else { break };
-                if sink.send(Message::Text(Utf8Bytes::from(&*frame))).await.is_err() {
+                let sent = sink.send(Message::Text(Utf8Bytes::from(&*frame))).await;
+                queue.release(&frame);
+                if sent.is_err() {
                     break;
                 }
             }

@@ -1,10 +1,10 @@
 //! Fan-out of change events to WebSocket clients.
 //!
-//! Each client has a bounded outgoing queue. The hub only ever `try_send`s into it, so a slow
-//! client never slows the replication stream or other clients: when its queue is full the
+//! Each client has an outgoing queue bounded in bytes. The hub never waits on it, so a slow
+//! client never slows the replication stream or other clients: when a frame does not fit, the
 //! client is marked lagged, and its writer task sends an `error` with code `lagged` and closes.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
@@ -21,41 +21,79 @@ use crate::pipeline::{Consumer, ConsumerError, EventBatch};
 pub type ClientId = u64;
 
 /// The sending side of one client's outgoing queue.
+///
+/// The queue is bounded in bytes rather than messages, so its memory does not depend on how
+/// large the rows are.
 #[derive(Debug, Clone)]
 pub struct ClientHandle {
     pub id: ClientId,
-    queue: mpsc::Sender<Arc<str>>,
+    queue: mpsc::UnboundedSender<Arc<str>>,
+    queued_bytes: Arc<AtomicUsize>,
+    max_queued_bytes: usize,
     lagged: CancellationToken,
 }
 
+/// The receiving side of one client's queue, for its writer task.
+#[derive(Debug)]
+pub struct ClientQueue {
+    receiver: mpsc::UnboundedReceiver<Arc<str>>,
+    queued_bytes: Arc<AtomicUsize>,
+}
+
+impl ClientQueue {
+    /// The next frame; None once every handle is dropped. Cancellation safe.
+    pub async fn recv(&mut self) -> Option<Arc<str>> {
+        self.receiver.recv().await
+    }
+
+    /// Releases a frame's bytes from the queue's budget, after it was written to the socket.
+    pub fn release(&self, frame: &str) {
+        self.queued_bytes.fetch_sub(frame.len(), Ordering::AcqRel);
+    }
+}
+
 impl ClientHandle {
-    /// Creates a client with a queue of `capacity` frames; returns the handle and the receiving
-    /// side for the client's writer task.
-    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Arc<str>>) {
+    /// Creates a client whose queue holds at most `max_queued_bytes` of frames; returns the
+    /// handle and the receiving side for the client's writer task.
+    pub fn new(max_queued_bytes: usize) -> (Self, ClientQueue) {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        let (queue, receiver) = mpsc::channel(capacity.max(1));
+        let (queue, receiver) = mpsc::unbounded_channel();
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         let handle = Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             queue,
+            queued_bytes: queued_bytes.clone(),
+            max_queued_bytes,
             lagged: CancellationToken::new(),
         };
-        (handle, receiver)
+        (
+            handle,
+            ClientQueue {
+                receiver,
+                queued_bytes,
+            },
+        )
     }
 
-    /// Queues a frame. Returns false, and marks the client lagged, when the queue is full;
-    /// returns false when the client is gone.
+    /// Queues a frame. Returns false, and marks the client lagged, when the frame does not fit
+    /// in the queue's byte budget; returns false when the client is gone.
     pub fn send(&self, frame: Arc<str>) -> bool {
-        match self.queue.try_send(frame) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if !self.lagged.is_cancelled() {
-                    metrics::counter!(names::WEBSOCKET_LAGGED).increment(1);
-                    self.lagged.cancel();
-                }
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        if self.lagged.is_cancelled() {
+            return false;
         }
+        let size = frame.len();
+        let before = self.queued_bytes.fetch_add(size, Ordering::AcqRel);
+        if before + size > self.max_queued_bytes {
+            self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+            metrics::counter!(names::WEBSOCKET_LAGGED).increment(1);
+            self.lagged.cancel();
+            return false;
+        }
+        if self.queue.send(frame).is_err() {
+            self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+            return false;
+        }
+        true
     }
 
     /// Completes when the client has been marked lagged.

@@ -5,4 +5,4 @@ pub mod channel;
 pub mod hub;
 pub mod protocol;
 
-pub use hub::{ClientHandle, ClientId, Hub};
+pub use hub::{ClientHandle, ClientId, ClientQueue, Hub};

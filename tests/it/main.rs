@@ -4,6 +4,7 @@ mod support;
 
 mod cluster;
 mod crash_resume;
+mod health;
 mod large_transaction;
 mod replica_identity;
 mod replication_connection;

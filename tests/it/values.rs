@@ -44,7 +44,9 @@ const SCHEMA: &str = r#"
     CREATE DOMAIN email AS text;
     CREATE DOMAIN doc AS json;
     CREATE DOMAIN stamp AS timestamptz;
-    CREATE TYPE inner_t AS (a int4, dropme text, b text[], c timestamptz, "Mixed ""Case"" key" text);
+    CREATE TYPE inner_t AS (
+        a int4, dropme text, b text[], c timestamptz, "Mixed ""Case"" key" text
+    );
     ALTER TYPE inner_t DROP ATTRIBUTE dropme;
     CREATE TYPE outer_t AS (
         x inner_t, y inner_t[], z numeric, j json, m mood, d posint, f float8, l int_list,
@@ -57,11 +59,18 @@ const SCHEMA: &str = r#"
 const INNER_1: &str =
     r#"ROW(1, '{a,"b c",NULL,"NULL"}', '2020-01-01 00:00+00', 'x "y" \z')::inner_t"#;
 const INNER_2: &str = r#"ROW(NULL, '{}', 'infinity', '')::inner_t"#;
-const OUTER_1: &str = r#"ROW(ROW(1, '{a,"b c"}', '2020-01-01 00:00+00', 'k')::inner_t, ARRAY[ROW(2, '{}', NULL, ' ')::inner_t, NULL], 1.50, '{"a":1e2,"a":3}', 'sad face', 5, '-0', '{1,NULL}', true, 'a@b')::outer_t"#;
+const OUTER_1: &str = concat!(
+    r#"ROW(ROW(1, '{a,"b c"}', '2020-01-01 00:00+00', 'k')::inner_t, "#,
+    r#"ARRAY[ROW(2, '{}', NULL, ' ')::inner_t, NULL], 1.50, '{"a":1e2,"a":3}', 'sad face', "#,
+    r#"5, '-0', '{1,NULL}', true, 'a@b')::outer_t"#
+);
 const OUTER_2: &str =
     r#"ROW(NULL, '{}', 'NaN', '[1.0e-3]', 'with "quote"', NULL, '1e30', '{}', false, '')::outer_t"#;
 const OUTER_3: &str = r#"ROW(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)::outer_t"#;
-const OUTER_ARRAY: &str = r#"ARRAY[ROW(ROW(1, '{"a\\b"}', NULL, '"')::inner_t, NULL, -0.0, '1e-3', 'happy', 1, 'NaN', NULL, NULL, NULL)::outer_t, NULL]"#;
+const OUTER_ARRAY: &str = concat!(
+    r#"ARRAY[ROW(ROW(1, '{"a\\b"}', NULL, '"')::inner_t, NULL, -0.0, '1e-3', 'happy', 1, "#,
+    r#"'NaN', NULL, NULL, NULL)::outer_t, NULL]"#
+);
 
 fn columns() -> Vec<Column> {
     let mut columns = vec![
@@ -533,8 +542,8 @@ async fn text_rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
         .collect()
 }
 
-/// Converts `text` with walgate and compares it with `to_jsonb`'s text; returns a description of
-/// any difference.
+/// Converts `text` with walgate and compares the result with `to_jsonb`'s text. Returns a
+/// description of the difference, if any.
 fn compare(label: &str, text: Option<&str>, oracle: Option<&str>, ty: &PgType) -> Option<String> {
     let (text, oracle) = match (text, oracle) {
         (None, None) => return None,
@@ -650,8 +659,10 @@ async fn timestamptz_offsets_match_to_jsonb() {
     let client = support::connect(&cluster).await;
     let mut registry = TypeRegistry::new(Arc::new(support::connect(&cluster).await));
     let ty = registry.resolve(1184).await.expect("resolve timestamptz");
-    // Zones whose offsets have minutes, seconds (local mean time before 1909) or are negative.
+    // Zones whose offsets are whole hours, have minutes, have seconds (local mean time before
+    // standard time) or are negative.
     let cases = [
+        ("America/New_York", "2026-01-01 00:00+00"),
         ("Asia/Kolkata", "2026-12-04 15:17:50.9+00"),
         ("Europe/Amsterdam", "1900-01-01 00:00+00"),
         ("America/St_Johns", "2026-01-01 00:00+00"),
@@ -685,7 +696,7 @@ async fn registry_caches_and_invalidates() {
         let client = &client;
         async move {
             let row = client
-                .query_one("SELECT $1::regtype::oid", &[&name])
+                .query_one("SELECT to_regtype($1)::oid", &[&name])
                 .await
                 .expect("look up type oid");
             row.get::<_, u32>(0)
@@ -753,4 +764,36 @@ async fn unknown_oid_is_an_error() {
         "{err}"
     );
     assert!(err.to_string().contains("999999"), "{err}");
+}
+
+#[tokio::test]
+async fn json_rejected_where_to_jsonb_fails() {
+    let cluster = support::start_cluster().await;
+    let client = support::connect(&cluster).await;
+    let mut registry = TypeRegistry::new(Arc::new(support::connect(&cluster).await));
+    let json_type = registry.resolve(114).await.expect("resolve json");
+    // Valid json that jsonb cannot hold: a NUL character, unpaired surrogates, numbers beyond
+    // numeric's range.
+    let texts = [
+        r#""\u0000""#,
+        r#""\ud83d""#,
+        r#"["\ude00x"]"#,
+        r#"{"a": ["x\u0000y"]}"#,
+        "1e131072",
+        "[1e-16384]",
+    ];
+    for text in texts {
+        let as_json = client
+            .query_one("SELECT $1::text::json::text", &[&text])
+            .await;
+        assert!(as_json.is_ok(), "json accepts {text}: {as_json:?}");
+        let as_jsonb = client
+            .query_one("SELECT to_jsonb($1::text::json)::text", &[&text])
+            .await;
+        assert!(as_jsonb.is_err(), "to_jsonb rejects {text}");
+        let mut out = String::new();
+        let converted = write_json(&mut out, text, &json_type);
+        assert!(converted.is_err(), "write_json rejects {text}, gave {out}");
+        assert!(out.is_empty(), "nothing written on error for {text}");
+    }
 }

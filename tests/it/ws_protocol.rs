@@ -104,7 +104,8 @@ async fn slow_client_is_closed_as_lagged() {
     db.batch_execute("CREATE TABLE blobs (id int PRIMARY KEY, body text)")
         .await
         .unwrap();
-    let config = support::gateway_config_with(&cluster, "websocket:\n  client_queue: 64\n");
+    let config =
+        support::gateway_config_with(&cluster, "websocket:\n  client_queue_bytes: 1048576\n");
     let gateway = support::start_gateway_with(config).await;
     let mut slow = WsClient::connect(gateway.addr).await;
     slow.subscribe("qail_table_blobs").await;

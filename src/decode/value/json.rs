@@ -103,7 +103,7 @@ impl Normalizer<'_> {
         }
     }
 
-    /// Writes one value; a container is only opened here, and `run` continues it.
+    /// Writes one value. A container is only opened here, and `run` writes the rest of it.
     fn value(&mut self) -> Result<(), &'static str> {
         loop {
             self.skip_whitespace();
@@ -306,6 +306,9 @@ impl Normalizer<'_> {
     }
 }
 
+/// Objects up to this size are checked for duplicate keys pair by pair instead of by sorting.
+const PAIRWISE_MAX_MEMBERS: usize = 8;
+
 /// Rewrites the object at `out[start..]` keeping only the last member of each key, as jsonb does.
 ///
 /// Keys are compared in their canonical escaped form, which is equal exactly when the decoded
@@ -315,13 +318,23 @@ fn remove_duplicate_keys(out: &mut String, start: usize, members: &mut [Member])
         return;
     }
     let key = |member: &Member| &out[member.start..member.key_end];
-    members.sort_unstable_by(|a, b| key(a).cmp(key(b)).then(a.start.cmp(&b.start)));
-    let has_duplicates = members
-        .windows(2)
-        .any(|pair| key(&pair[0]) == key(&pair[1]));
+    let by_key_then_position =
+        |a: &Member, b: &Member| key(a).cmp(key(b)).then(a.start.cmp(&b.start));
+    let has_duplicates = if members.len() <= PAIRWISE_MAX_MEMBERS {
+        members
+            .iter()
+            .enumerate()
+            .any(|(index, a)| members[index + 1..].iter().any(|b| key(a) == key(b)))
+    } else {
+        members.sort_unstable_by(by_key_then_position);
+        members
+            .windows(2)
+            .any(|pair| key(&pair[0]) == key(&pair[1]))
+    };
     if !has_duplicates {
         return;
     }
+    members.sort_unstable_by(by_key_then_position);
 
     let mut survivors: Vec<Member> = Vec::with_capacity(members.len());
     for (index, member) in members.iter().enumerate() {

@@ -7,7 +7,7 @@
 
 use std::cell::RefCell;
 
-/// Buffers kept per thread; deeper nesting allocates and drops its buffer.
+/// Maximum buffers kept per thread. Deeper nesting allocates a buffer and drops it after use.
 const MAX_POOLED: usize = 8;
 
 /// Buffers larger than this are dropped instead of pooled, so one huge value does not pin its

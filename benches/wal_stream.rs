@@ -1,0 +1,720 @@
+//! Rows per second from a logical replication slot to decoded, JSON-encoded change events,
+//! measured side by side with `pg_recvlogical` draining the same WAL in the same run.
+//!
+//! Run with `cargo bench --bench wal_stream`. The bench starts a throwaway cluster, and for each
+//! workload creates `2 × runs` pgoutput slots, writes the workload once, and drains the same WAL
+//! range `runs` times with each reader, alternating which one goes first. It prints the median
+//! rate of each reader and their ratio (walgate / pg_recvlogical). Results are in
+//! `docs/benchmarks.md`.
+//!
+//! Environment variables, for profiling and quick checks:
+//! - `WAL_STREAM_SCALE=N` divides every workload's row count by N (default 1).
+//! - `WAL_STREAM_RUNS=N` sets the number of runs per reader (default 3).
+//! - `WAL_STREAM_READERS=walgate` or `=pg_recvlogical` runs only that reader.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use tokio::time::MissedTickBehavior;
+
+use walgate::change::EncodedEvent;
+use walgate::cluster::{ClusterOptions, EphemeralCluster, PgBinaries};
+use walgate::decode::types::TypeRegistry;
+use walgate::decode::{Decoded, Decoder};
+use walgate::lsn::Lsn;
+use walgate::pipeline::replicator::ReplicatorConfig;
+use walgate::source::connection::{ReplicationClient, ReplicationMessage, ReplicationStream};
+
+const PUBLICATION: &str = "bench_pub";
+
+/// Events the production replicator collects before handing them to consumers.
+const BATCH_SIZE: usize = 512;
+
+/// The demo `orders` table.
+const SCHEMA: &str = "
+CREATE TABLE orders (
+    id bigserial PRIMARY KEY,
+    customer text NOT NULL,
+    total numeric(10, 2) NOT NULL,
+    status text NOT NULL DEFAULT 'pending',
+    notes text,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE PUBLICATION bench_pub FOR ALL TABLES;
+";
+
+/// The values of order number `i`, as a select list: about 120 bytes of column text per row.
+const ROW_VALUES: &str = "'customer-' || (i % 5000), \
+     round((i % 100000) / 100.0 + 1, 2), \
+     (ARRAY['pending', 'paid', 'shipped', 'cancelled'])[1 + i % 4], \
+     'order note ' || md5(i::text), \
+     timestamptz '2026-01-01 00:00:00+00' + i * interval '1 second'";
+
+const COLUMNS: &str = "customer, total, status, notes, created_at";
+
+#[derive(Clone, Copy)]
+enum Shape {
+    /// One transaction that inserts every row.
+    OneTransaction,
+    /// One transaction per row.
+    RowPerTransaction,
+}
+
+struct Workload {
+    name: &'static str,
+    shape: Shape,
+    rows: u64,
+}
+
+impl Workload {
+    fn sql(&self) -> String {
+        match self.shape {
+            Shape::OneTransaction => format!(
+                "INSERT INTO orders ({COLUMNS}) SELECT {ROW_VALUES} \
+                 FROM generate_series(1, {}) AS i",
+                self.rows
+            ),
+            // A DO block run as a lone statement may commit inside its loop.
+            Shape::RowPerTransaction => format!(
+                "DO $$ BEGIN FOR i IN 1..{} LOOP \
+                 INSERT INTO orders ({COLUMNS}) SELECT {ROW_VALUES}; COMMIT; \
+                 END LOOP; END $$",
+                self.rows
+            ),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    PgRecvlogical,
+    Walgate,
+}
+
+impl Reader {
+    fn name(self) -> &'static str {
+        match self {
+            Reader::PgRecvlogical => "pg_recvlogical",
+            Reader::Walgate => "walgate",
+        }
+    }
+
+    fn slot_prefix(self) -> &'static str {
+        match self {
+            Reader::PgRecvlogical => "ref",
+            Reader::Walgate => "wg",
+        }
+    }
+}
+
+struct Settings {
+    scale: u64,
+    runs: usize,
+    readers: Vec<Reader>,
+}
+
+impl Settings {
+    fn from_env() -> Result<Self> {
+        let number = |name: &str, default: u64| -> Result<u64> {
+            match std::env::var(name) {
+                Ok(text) => {
+                    let value: u64 = text.parse().with_context(|| format!("{name}={text}"))?;
+                    ensure!(value > 0, "{name} must be at least 1");
+                    Ok(value)
+                }
+                Err(_) => Ok(default),
+            }
+        };
+        let readers = match std::env::var("WAL_STREAM_READERS").as_deref() {
+            Err(_) | Ok("") | Ok("both") => vec![Reader::PgRecvlogical, Reader::Walgate],
+            Ok("walgate") => vec![Reader::Walgate],
+            Ok("pg_recvlogical") => vec![Reader::PgRecvlogical],
+            Ok(other) => {
+                bail!("WAL_STREAM_READERS={other}: expected walgate, pg_recvlogical or both")
+            }
+        };
+        Ok(Self {
+            scale: number("WAL_STREAM_SCALE", 1)?,
+            runs: usize::try_from(number("WAL_STREAM_RUNS", 3)?)?,
+            readers,
+        })
+    }
+}
+
+/// One drain of a slot by one reader.
+struct Run {
+    elapsed: Duration,
+    /// CPU time of the reader: this process for walgate, the child for pg_recvlogical (sampled
+    /// every 20 ms, so up to 20 ms short).
+    reader_cpu: Option<Duration>,
+    /// CPU time of the walsender that served the run: read at the end for walgate, sampled
+    /// every 20 ms for pg_recvlogical.
+    walsender_cpu: Option<Duration>,
+    /// CPU time of the whole machine during the run, from `/proc/stat`.
+    machine_cpu: Duration,
+    /// Bytes of event JSON produced (walgate runs only).
+    json_bytes: u64,
+}
+
+struct Outcome {
+    workload: &'static str,
+    rows: u64,
+    write_time: Duration,
+    wal_bytes: u64,
+    runs: Vec<(Reader, Run)>,
+}
+
+impl Outcome {
+    fn median(&self, reader: Reader) -> Option<Duration> {
+        let mut times: Vec<Duration> = self
+            .runs
+            .iter()
+            .filter(|(r, _)| *r == reader)
+            .map(|(_, run)| run.elapsed)
+            .collect();
+        if times.is_empty() {
+            return None;
+        }
+        times.sort();
+        Some(times[times.len() / 2])
+    }
+
+    fn rate(&self, reader: Reader) -> Option<f64> {
+        self.median(reader)
+            .map(|elapsed| self.rows as f64 / elapsed.as_secs_f64())
+    }
+}
+
+fn main() -> Result<()> {
+    let settings = Settings::from_env()?;
+    let binaries = PgBinaries::locate()?;
+    let cluster = EphemeralCluster::start(&binaries, &ClusterOptions::default())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(bench(&cluster, &settings));
+    drop(runtime);
+    drop(cluster);
+    result
+}
+
+async fn bench(cluster: &EphemeralCluster, settings: &Settings) -> Result<()> {
+    let db = connect_sql(cluster).await?;
+    db.batch_execute(SCHEMA).await?;
+    let server_version: String = db.query_one("SHOW server_version", &[]).await?.get(0);
+    print_machine(&server_version);
+    println!(
+        "runs per reader: {}, scale: 1/{}, readers: {}",
+        settings.runs,
+        settings.scale,
+        settings
+            .readers
+            .iter()
+            .map(|r| r.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    let workloads = [
+        Workload {
+            name: "1 transaction of 1,000,000 rows",
+            shape: Shape::OneTransaction,
+            rows: 1_000_000 / settings.scale,
+        },
+        Workload {
+            name: "100,000 single-row transactions",
+            shape: Shape::RowPerTransaction,
+            rows: 100_000 / settings.scale,
+        },
+    ];
+    let mut outcomes = Vec::new();
+    for (index, workload) in workloads.iter().enumerate() {
+        outcomes.push(run_workload(cluster, &db, settings, index, workload).await?);
+    }
+    print_summary(&outcomes);
+    Ok(())
+}
+
+async fn run_workload(
+    cluster: &EphemeralCluster,
+    db: &tokio_postgres::Client,
+    settings: &Settings,
+    index: usize,
+    workload: &Workload,
+) -> Result<Outcome> {
+    println!("\n== {} ({} rows)", workload.name, workload.rows);
+    // Slots made before the workload all start before its first change; each is read once.
+    let mut slots = Vec::new();
+    for run in 0..settings.runs {
+        for &reader in &settings.readers {
+            let name = format!("{}_{index}_{run}", reader.slot_prefix());
+            let row = db
+                .query_one(
+                    "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+                    &[&name],
+                )
+                .await?;
+            let start: Lsn = row.get::<_, String>(0).parse()?;
+            slots.push((run, reader, name, start));
+        }
+    }
+    let before = current_wal_lsn(db).await?;
+    let started = Instant::now();
+    db.batch_execute(&workload.sql()).await?;
+    let write_time = started.elapsed();
+    let end = current_wal_lsn(db).await?;
+    let wal_bytes = end.0 - before.0;
+    println!(
+        "wrote the workload in {:.2} s: {:.1} MB of WAL, end position {end}",
+        write_time.as_secs_f64(),
+        wal_bytes as f64 / 1e6
+    );
+
+    let mut runs = Vec::new();
+    for run in 0..settings.runs {
+        let mut order: Vec<&(usize, Reader, String, Lsn)> =
+            slots.iter().filter(|slot| slot.0 == run).collect();
+        // Alternate which reader goes first, so neither always finds a warmer cache.
+        if run % 2 == 1 {
+            order.reverse();
+        }
+        for (_, reader, slot, start) in order {
+            let load = wait_until_quiet().await?;
+            if load >= 0.1 {
+                println!("(the machine stayed busy: {load:.2} cores in use before this run)");
+            }
+            let result = match reader {
+                Reader::PgRecvlogical => pg_recvlogical(cluster, db, slot, end).await?,
+                Reader::Walgate => walgate(cluster, slot, *start, end, workload.rows).await?,
+            };
+            print_run(run, *reader, workload.rows, &result);
+            runs.push((*reader, result));
+        }
+    }
+    for (_, _, slot, _) in &slots {
+        db.execute("SELECT pg_drop_replication_slot($1)", &[slot])
+            .await?;
+    }
+    db.batch_execute("CHECKPOINT").await?;
+    Ok(Outcome {
+        workload: workload.name,
+        rows: workload.rows,
+        write_time,
+        wal_bytes,
+        runs,
+    })
+}
+
+/// Drains `slot` up to `end` with pg_recvlogical, timed from its start to its exit.
+async fn pg_recvlogical(
+    cluster: &EphemeralCluster,
+    db: &tokio_postgres::Client,
+    slot: &str,
+    end: Lsn,
+) -> Result<Run> {
+    let program = server_program(cluster, "pg_recvlogical");
+    let publication = format!("publication_names={PUBLICATION}");
+    let end_text = end.to_string();
+    let machine_before = machine_cpu()?;
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(&program)
+        .args(["-d", &cluster.connection_string("postgres")])
+        .args(["--slot", slot, "--start", "--no-loop"])
+        .args(["-o", "proto_version=1", "-o", &publication])
+        .args(["--endpos", &end_text, "-f", "/dev/null"])
+        // The walsender prints values with the settings walgate's connection sends.
+        .env("PGOPTIONS", walgate::decode::output_settings_options())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {}", program.display()))?;
+    let child_pid = child.id().map(|pid| pid.to_string());
+    let mut walsender: Option<String> = None;
+    let (mut reader_cpu, mut walsender_cpu) = (None, None);
+    // Sample the CPU time of both processes until pg_recvlogical exits.
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status?,
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {
+                if let Some(pid) = &child_pid {
+                    reader_cpu = process_cpu(pid).ok().or(reader_cpu);
+                }
+                match &walsender {
+                    Some(pid) => walsender_cpu = process_cpu(pid).ok().or(walsender_cpu),
+                    None => walsender = active_pid(db, slot).await?,
+                }
+            }
+        }
+    };
+    let elapsed = started.elapsed();
+    let machine_cpu = machine_cpu()?.saturating_sub(machine_before);
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        tokio::io::AsyncReadExt::read_to_string(&mut pipe, &mut stderr).await?;
+    }
+    ensure!(
+        status.success(),
+        "pg_recvlogical failed ({status}): {}",
+        stderr.trim()
+    );
+    // pg_recvlogical stops at a keepalive at or past the end position and confirms it, so a
+    // slot left behind the end means it stopped early.
+    let confirmed: Option<String> = db
+        .query_one(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await?
+        .get(0);
+    let confirmed: Lsn = confirmed.unwrap_or_default().parse()?;
+    ensure!(
+        confirmed >= end,
+        "pg_recvlogical stopped at {confirmed}, before the end position {end}"
+    );
+    Ok(Run {
+        elapsed,
+        reader_cpu,
+        walsender_cpu,
+        machine_cpu,
+        json_bytes: 0,
+    })
+}
+
+/// The process id of the walsender reading `slot`, once it has started.
+async fn active_pid(db: &tokio_postgres::Client, slot: &str) -> Result<Option<String>> {
+    let row = db
+        .query_one(
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await?;
+    Ok(row.get::<_, Option<i32>>(0).map(|pid| pid.to_string()))
+}
+
+/// Drains `slot` up to `end` the way the production replicator does, timed from the first
+/// connection to the closed stream.
+async fn walgate(
+    cluster: &EphemeralCluster,
+    slot: &str,
+    start: Lsn,
+    end: Lsn,
+    expected_rows: u64,
+) -> Result<Run> {
+    let machine_before = machine_cpu()?;
+    let cpu_before = process_cpu("self")?;
+    let started = Instant::now();
+    let config: tokio_postgres::Config = cluster.connection_string("postgres").parse()?;
+    let (catalog, connection) = config.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let mut decoder = Decoder::new(TypeRegistry::new(Arc::new(catalog)));
+    let client = ReplicationClient::connect(&config).await?;
+    let options = [
+        ("proto_version", "1"),
+        ("publication_names", PUBLICATION),
+        ("messages", "true"),
+    ];
+    let stream = client
+        .start_logical_replication(slot, start, &options)
+        .await?;
+    let mut drain = Drain::new(start, end);
+    drain.pump(stream, &mut decoder).await?;
+    let elapsed = started.elapsed();
+    let reader_cpu = process_cpu("self")?.saturating_sub(cpu_before);
+    let machine_cpu = machine_cpu()?.saturating_sub(machine_before);
+    ensure!(
+        drain.events == expected_rows,
+        "walgate decoded {} events, expected {expected_rows}",
+        drain.events
+    );
+    Ok(Run {
+        elapsed,
+        reader_cpu: Some(reader_cpu),
+        walsender_cpu: drain.walsender_cpu,
+        machine_cpu,
+        json_bytes: drain.json_bytes,
+    })
+}
+
+/// The receive loop of `pipeline::replicator`, with a counter in place of the consumers.
+struct Drain {
+    end: Lsn,
+    batch: Vec<Arc<EncodedEvent>>,
+    events: u64,
+    json_bytes: u64,
+    received: Lsn,
+    confirmed: Lsn,
+    reported: Lsn,
+    last_status: tokio::time::Instant,
+    status_interval: Duration,
+    confirm_interval: Duration,
+    walsender_cpu: Option<Duration>,
+}
+
+impl Drain {
+    fn new(start: Lsn, end: Lsn) -> Self {
+        let defaults = ReplicatorConfig::new(tokio_postgres::Config::new(), "", "");
+        Self {
+            end,
+            batch: Vec::with_capacity(BATCH_SIZE),
+            events: 0,
+            json_bytes: 0,
+            received: start,
+            confirmed: start,
+            reported: start,
+            last_status: tokio::time::Instant::now(),
+            status_interval: defaults.status_interval,
+            confirm_interval: defaults.confirm_interval,
+            walsender_cpu: None,
+        }
+    }
+
+    async fn pump(&mut self, mut stream: ReplicationStream, decoder: &mut Decoder) -> Result<()> {
+        let mut ticker = tokio::time::interval(self.confirm_interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                message = stream.recv() => {
+                    let Some(message) = message? else {
+                        bail!("the server ended the replication stream");
+                    };
+                    if self.handle(&mut stream, decoder, message).await? {
+                        break;
+                    }
+                }
+                _ = ticker.tick() => {
+                    if self.confirmed > self.reported
+                        || self.last_status.elapsed() >= self.status_interval
+                    {
+                        self.send_status(&mut stream).await?;
+                    }
+                }
+            }
+        }
+        // Read the walsender's CPU time before it exits with the connection.
+        self.walsender_cpu = stream
+            .backend_pid()
+            .and_then(|pid| process_cpu(&pid.to_string()).ok());
+        self.send_status(&mut stream).await?;
+        stream.close().await?;
+        Ok(())
+    }
+
+    /// Handles one message; true once the end position is reached.
+    async fn handle(
+        &mut self,
+        stream: &mut ReplicationStream,
+        decoder: &mut Decoder,
+        message: ReplicationMessage,
+    ) -> Result<bool> {
+        match message {
+            ReplicationMessage::XLogData {
+                wal_start,
+                wal_end,
+                data,
+                ..
+            } => {
+                self.received = self.received.max(wal_end);
+                match decoder.decode(&data, wal_start).await? {
+                    Decoded::Nothing | Decoded::Begin(_) | Decoded::LogicalMessage(_) => {}
+                    Decoded::Event(event) => self.push(event),
+                    Decoded::Events(events) => events.into_iter().for_each(|e| self.push(e)),
+                    Decoded::Commit { end_lsn, .. } => {
+                        self.batch.clear();
+                        self.confirmed = self.confirmed.max(end_lsn);
+                        return Ok(end_lsn >= self.end);
+                    }
+                }
+                Ok(false)
+            }
+            ReplicationMessage::PrimaryKeepalive {
+                wal_end,
+                reply_requested,
+                ..
+            } => {
+                self.received = self.received.max(wal_end);
+                if !decoder.in_transaction() && self.batch.is_empty() {
+                    self.confirmed = self.confirmed.max(wal_end);
+                    if wal_end >= self.end {
+                        return Ok(true);
+                    }
+                }
+                if reply_requested {
+                    self.send_status(stream).await?;
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    fn push(&mut self, event: walgate::change::ChangeEvent) {
+        let encoded = EncodedEvent::new(event);
+        self.events += 1;
+        self.json_bytes += encoded.json.len() as u64;
+        self.batch.push(encoded);
+        if self.batch.len() >= BATCH_SIZE {
+            // Where production hands the batch to its consumers.
+            self.batch.clear();
+        }
+    }
+
+    async fn send_status(&mut self, stream: &mut ReplicationStream) -> Result<()> {
+        stream
+            .send_status(self.received, self.confirmed, self.confirmed, false)
+            .await?;
+        self.reported = self.confirmed;
+        self.last_status = tokio::time::Instant::now();
+        Ok(())
+    }
+}
+
+/// Path of a PostgreSQL program. `PgBinaries::locate` may settle on a PATH directory that holds
+/// symlinks to some server programs only (such as `/usr/local/bin/initdb`), so a program
+/// missing there is looked for beside the file that `initdb` links to.
+fn server_program(cluster: &EphemeralCluster, name: &str) -> std::path::PathBuf {
+    let direct = cluster.program(name);
+    if direct.is_file() {
+        return direct;
+    }
+    std::fs::canonicalize(cluster.program("initdb"))
+        .ok()
+        .and_then(|initdb| Some(initdb.parent()?.join(name)))
+        .filter(|path| path.is_file())
+        .unwrap_or(direct)
+}
+
+async fn connect_sql(cluster: &EphemeralCluster) -> Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(
+        &cluster.connection_string("postgres"),
+        tokio_postgres::NoTls,
+    )
+    .await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+async fn current_wal_lsn(db: &tokio_postgres::Client) -> Result<Lsn> {
+    let text: String = db
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await?
+        .get(0);
+    Ok(text.parse()?)
+}
+
+/// User plus system CPU time of a process, from `/proc/<pid>/stat` (`self` for this one).
+fn process_cpu(pid: &str) -> Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name in parentheses may hold spaces; the fields after it are plain.
+    let (_, rest) = stat.rsplit_once(')').context("malformed stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields.get(11).context("no utime")?.parse::<u64>()?
+        + fields.get(12).context("no stime")?.parse::<u64>()?;
+    // Linux reports these in USER_HZ, which is 100 on every mainstream architecture.
+    Ok(Duration::from_millis(ticks * 10))
+}
+
+/// Busy CPU time of the whole machine since boot, from the first line of `/proc/stat`.
+fn machine_cpu() -> Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat.lines().next().context("empty /proc/stat")?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    // user nice system idle iowait irq softirq steal ...; guest time is already in user.
+    let busy: u64 = ticks.iter().take(8).sum::<u64>()
+        - ticks.get(3).copied().unwrap_or(0)
+        - ticks.get(4).copied().unwrap_or(0);
+    Ok(Duration::from_millis(busy * 10))
+}
+
+/// Waits, for up to `QUIET_WAIT`, until the machine is nearly idle, so that a run does not
+/// share the two cores with a build. Returns the load seen last, in cores.
+async fn wait_until_quiet() -> Result<f64> {
+    const QUIET_WAIT: Duration = Duration::from_secs(20);
+    const SAMPLE: Duration = Duration::from_millis(500);
+    let started = Instant::now();
+    loop {
+        let before = machine_cpu()?;
+        tokio::time::sleep(SAMPLE).await;
+        let load = machine_cpu()?.saturating_sub(before).as_secs_f64() / SAMPLE.as_secs_f64();
+        if load < 0.1 || started.elapsed() >= QUIET_WAIT {
+            return Ok(load);
+        }
+    }
+}
+
+fn print_machine(server_version: &str) {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("model name"))
+        .and_then(|rest| rest.split_once(':'))
+        .map_or("unknown", |(_, model)| model.trim());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory_kib: u64 = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0);
+    println!(
+        "machine: {cpus} CPUs ({model}), {:.1} GiB memory, PostgreSQL {server_version}",
+        memory_kib as f64 / (1024.0 * 1024.0)
+    );
+}
+
+fn print_run(run: usize, reader: Reader, rows: u64, result: &Run) {
+    let secs = result.elapsed.as_secs_f64();
+    let percent = |cpu: Option<Duration>| {
+        cpu.map_or("   -".to_string(), |cpu| {
+            format!("{:>3.0}%", 100.0 * cpu.as_secs_f64() / secs)
+        })
+    };
+    let known = result.reader_cpu.unwrap_or_default() + result.walsender_cpu.unwrap_or_default();
+    let mut line = format!(
+        "run {} {:<15} {:>7.3} s {:>8.0} rows/s  CPU: reader {} walsender {} other {}",
+        run + 1,
+        reader.name(),
+        secs,
+        rows as f64 / secs,
+        percent(result.reader_cpu),
+        percent(result.walsender_cpu),
+        percent(Some(result.machine_cpu.saturating_sub(known))),
+    );
+    if result.json_bytes > 0 {
+        let _ = write!(line, "  {:.0} MB JSON", result.json_bytes as f64 / 1e6);
+    }
+    println!("{line}");
+}
+
+fn print_summary(outcomes: &[Outcome]) {
+    println!(
+        "\n{:<34} {:>9} {:>9} {:>8} {:>22} {:>16} {:>7}",
+        "workload", "rows", "WAL MB", "write s", "pg_recvlogical rows/s", "walgate rows/s", "ratio"
+    );
+    for outcome in outcomes {
+        let reference = outcome.rate(Reader::PgRecvlogical);
+        let walgate = outcome.rate(Reader::Walgate);
+        let show = |rate: Option<f64>| rate.map_or("-".to_string(), |r| format!("{r:.0}"));
+        let ratio = match (walgate, reference) {
+            (Some(w), Some(r)) => format!("{:.2}", w / r),
+            _ => "-".to_string(),
+        };
+        println!(
+            "{:<34} {:>9} {:>9.1} {:>8.2} {:>22} {:>16} {:>7}",
+            outcome.workload,
+            outcome.rows,
+            outcome.wal_bytes as f64 / 1e6,
+            outcome.write_time.as_secs_f64(),
+            show(reference),
+            show(walgate),
+            ratio
+        );
+    }
+}
