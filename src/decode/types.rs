@@ -1,9 +1,9 @@
 //! PostgreSQL types as needed to turn their text output into JSON.
 //!
 //! [`TypeRegistry`] reads `pg_type` (and `pg_attribute` for composites) and resolves a type OID
-//! to a [`PgType`] tree that determines how [`write_json`](super::value::write_json) converts the
-//! type's text: domains take the kind of their base type, arrays carry their element type and
-//! composites their attribute types.
+//! to a [`PgType`] tree, which determines how [`write_json`](super::value::write_json) converts
+//! the type's text. Domains take the kind of their base type, arrays carry their element type
+//! and composites their attribute types.
 
 use std::collections::HashMap;
 use std::sync::Arc;
