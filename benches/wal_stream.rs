@@ -11,6 +11,11 @@
 //! - `WAL_STREAM_SCALE=N` divides every workload's row count by N (default 1).
 //! - `WAL_STREAM_RUNS=N` sets the number of runs per reader (default 3).
 //! - `WAL_STREAM_READERS=walgate` or `=pg_recvlogical` runs only that reader.
+//! - `WAL_STREAM_WORKLOADS=2` runs only the second workload (a comma-separated list of 1 and 2).
+//!
+//! Before each run the bench waits up to 15 s for the machine to go idle, and it prints the CPU
+//! time of the reader, of the walsender and of everything else during the run, in percent of
+//! one core, so that a run slowed by another program shows as such.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -113,6 +118,7 @@ struct Settings {
     scale: u64,
     runs: usize,
     readers: Vec<Reader>,
+    workloads: Vec<usize>,
 }
 
 impl Settings {
@@ -135,7 +141,19 @@ impl Settings {
                 bail!("WAL_STREAM_READERS={other}: expected walgate, pg_recvlogical or both")
             }
         };
+        let workloads = match std::env::var("WAL_STREAM_WORKLOADS") {
+            Err(_) => vec![1, 2],
+            Ok(list) => list
+                .split(',')
+                .map(|item| match item.trim() {
+                    "1" => Ok(1),
+                    "2" => Ok(2),
+                    other => bail!("WAL_STREAM_WORKLOADS: unknown workload {other:?}"),
+                })
+                .collect::<Result<_>>()?,
+        };
         Ok(Self {
+            workloads,
             scale: number("WAL_STREAM_SCALE", 1)?,
             runs: usize::try_from(number("WAL_STREAM_RUNS", 3)?)?,
             readers,
@@ -231,6 +249,9 @@ async fn bench(cluster: &EphemeralCluster, settings: &Settings) -> Result<()> {
     ];
     let mut outcomes = Vec::new();
     for (index, workload) in workloads.iter().enumerate() {
+        if !settings.workloads.contains(&(index + 1)) {
+            continue;
+        }
         outcomes.push(run_workload(cluster, &db, settings, index, workload).await?);
     }
     print_summary(&outcomes);
@@ -287,7 +308,12 @@ async fn run_workload(
             }
             let result = match reader {
                 Reader::PgRecvlogical => pg_recvlogical(cluster, db, slot, end).await?,
-                Reader::Walgate => walgate(cluster, slot, *start, end, workload.rows).await?,
+                Reader::Walgate => {
+                    // Production runs the replicator as a task on the runtime's workers.
+                    let conn = cluster.connection_string("postgres");
+                    let task = walgate(conn, slot.clone(), *start, end, workload.rows);
+                    tokio::spawn(task).await??
+                }
             };
             print_run(run, *reader, workload.rows, &result);
             runs.push((*reader, result));
@@ -396,8 +422,8 @@ async fn active_pid(db: &tokio_postgres::Client, slot: &str) -> Result<Option<St
 /// Drains `slot` up to `end` the way the production replicator does, timed from the first
 /// connection to the closed stream.
 async fn walgate(
-    cluster: &EphemeralCluster,
-    slot: &str,
+    conn: String,
+    slot: String,
     start: Lsn,
     end: Lsn,
     expected_rows: u64,
@@ -405,7 +431,7 @@ async fn walgate(
     let machine_before = machine_cpu()?;
     let cpu_before = process_cpu("self")?;
     let started = Instant::now();
-    let config: tokio_postgres::Config = cluster.connection_string("postgres").parse()?;
+    let config: tokio_postgres::Config = conn.parse()?;
     let (catalog, connection) = config.connect(tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     let mut decoder = Decoder::new(TypeRegistry::new(Arc::new(catalog)));
@@ -416,7 +442,7 @@ async fn walgate(
         ("messages", "true"),
     ];
     let stream = client
-        .start_logical_replication(slot, start, &options)
+        .start_logical_replication(&slot, start, &options)
         .await?;
     let mut drain = Drain::new(start, end);
     drain.pump(stream, &mut decoder).await?;
@@ -635,7 +661,7 @@ fn machine_cpu() -> Result<Duration> {
 /// Waits, for up to `QUIET_WAIT`, until the machine is nearly idle, so that a run does not
 /// share the two cores with a build. Returns the load seen last, in cores.
 async fn wait_until_quiet() -> Result<f64> {
-    const QUIET_WAIT: Duration = Duration::from_secs(20);
+    const QUIET_WAIT: Duration = Duration::from_secs(15);
     const SAMPLE: Duration = Duration::from_millis(500);
     let started = Instant::now();
     loop {

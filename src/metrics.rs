@@ -13,6 +13,8 @@ pub const REPLICATION_RECONNECTS: &str = "walgate_replication_reconnects_total";
 pub const REPLICATION_LAG_BYTES: &str = "walgate_replication_lag_bytes";
 /// The confirmed (flushed) position, as a number.
 pub const REPLICATION_CONFIRMED_LSN: &str = "walgate_replication_confirmed_lsn";
+/// Column values with no `to_jsonb` form, sent as their text instead.
+pub const DECODE_UNCONVERTIBLE_VALUES: &str = "walgate_decode_unconvertible_values_total";
 /// Connected WebSocket clients.
 pub const WEBSOCKET_CLIENTS: &str = "walgate_websocket_clients";
 /// WebSocket clients closed because their outgoing queue was full.
@@ -40,6 +42,10 @@ pub fn describe() {
         "WAL bytes between the server's position and the confirmed position"
     );
     describe_gauge!(REPLICATION_CONFIRMED_LSN, "Confirmed slot position");
+    describe_counter!(
+        DECODE_UNCONVERTIBLE_VALUES,
+        "Column values with no to_jsonb form, sent as text"
+    );
     describe_gauge!(WEBSOCKET_CLIENTS, "Connected WebSocket clients");
     describe_counter!(WEBSOCKET_LAGGED, "WebSocket clients closed for lagging");
     describe_counter!(

@@ -356,8 +356,9 @@ fn push_member(
                     format!("value is not UTF-8: {err}"),
                 )
             })?;
-            value::write_json(out, text, &column.pg_type)
-                .map_err(|err: ValueError| (column.name.to_string(), err.to_string()))?;
+            if let Err(err) = value::write_json(out, text, &column.pg_type) {
+                write_unconvertible(out, column, text, &err);
+            }
         }
         ColumnValue::Binary(_) => {
             return Err((
@@ -373,4 +374,26 @@ fn push_member(
         }
     }
     Ok(())
+}
+
+/// Writes a value that has no `to_jsonb` form as a JSON string of its text.
+///
+/// PostgreSQL accepts some values that `to_jsonb` rejects (a json string holding `\u0000` or
+/// an unpaired surrogate). Stopping the stream on them would halt every consumer on one row
+/// forever, so the value is passed on as text, the same fallback `to_jsonb` uses for types it
+/// has no JSON form for, and the case is logged and counted.
+fn write_unconvertible(
+    out: &mut String,
+    column: &super::relation::Column,
+    text: &str,
+    err: &ValueError,
+) {
+    tracing::warn!(
+        column = %column.name,
+        pg_type = %column.pg_type.name,
+        error = %err,
+        "value has no to_jsonb form; sending its text as a JSON string"
+    );
+    metrics::counter!(crate::metrics::DECODE_UNCONVERTIBLE_VALUES).increment(1);
+    value::write_json_string(out, text);
 }

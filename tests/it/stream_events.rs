@@ -197,3 +197,31 @@ async fn gateway_tables_produce_no_events() {
     );
     gateway.stop().await;
 }
+
+#[tokio::test]
+async fn json_without_jsonb_form_is_sent_as_text() {
+    let cluster = support::start_cluster().await;
+    let db = support::connect(&cluster).await;
+    db.batch_execute("CREATE TABLE docs (id int PRIMARY KEY, body json)")
+        .await
+        .unwrap();
+    let gateway = support::start_gateway(&cluster).await;
+    let mut ws = WsClient::connect(gateway.addr).await;
+    ws.subscribe("qail_table_docs").await;
+
+    db.batch_execute(r#"INSERT INTO docs VALUES (1, '{"a": "\u0000"}'), (2, '{"b": 1}')"#)
+        .await
+        .unwrap();
+    let first = ws.next_event().await;
+    assert_eq!(
+        first["data"]["new"],
+        json!({"id": 1, "body": r#"{"a": "\u0000"}"#})
+    );
+    let second = ws.next_event().await;
+    assert_eq!(
+        second["data"]["new"],
+        json!({"id": 2, "body": {"b": 1}}),
+        "the stream goes on"
+    );
+    gateway.stop().await;
+}

@@ -797,3 +797,69 @@ async fn json_rejected_where_to_jsonb_fails() {
         assert!(out.is_empty(), "nothing written on error for {text}");
     }
 }
+
+/// The same sample rows, streamed through the replication slot: every event's row images must
+/// equal `to_jsonb` of the stored rows, for inserts and for old and new images of updates.
+#[tokio::test]
+async fn streamed_rows_match_to_jsonb() {
+    let cluster = support::start_cluster().await;
+    let client = support::connect(&cluster).await;
+    let recorder = Arc::new(support::RecordingConsumer::default());
+    let gateway = walgate::gateway::Gateway::start_with(
+        support::gateway_config(&cluster),
+        vec![recorder.clone()],
+    )
+    .await
+    .expect("gateway starts");
+    let columns = columns();
+    let row_count = create_samples(&client, &columns).await;
+    let before: Vec<Value> =
+        support::query_json(&client, "SELECT to_jsonb(s) FROM samples s ORDER BY id").await;
+    client
+        .batch_execute(
+            "ALTER TABLE samples REPLICA IDENTITY FULL;
+             UPDATE samples SET id = id + 1000;",
+        )
+        .await
+        .expect("update every row");
+    let after: Vec<Value> =
+        support::query_json(&client, "SELECT to_jsonb(s) FROM samples s ORDER BY id").await;
+
+    support::wait_until(
+        std::time::Duration::from_secs(60),
+        "every change is streamed",
+        || {
+            let count = recorder.events.lock().unwrap().len();
+            async move { count >= 2 * row_count }
+        },
+    )
+    .await;
+    let events = recorder.events.lock().unwrap().clone();
+    let (inserts, updates) = events.split_at(row_count);
+    for (index, (event, oracle)) in inserts.iter().zip(&before).enumerate() {
+        assert_eq!(event.event.operation.as_str(), "INSERT");
+        assert_eq!(
+            &event.event.new_value(),
+            oracle,
+            "inserted row {}",
+            index + 1
+        );
+    }
+    for (index, event) in updates.iter().enumerate() {
+        assert_eq!(event.event.operation.as_str(), "UPDATE");
+        assert_eq!(
+            &event.event.old_value(),
+            &before[index],
+            "old image of row {}",
+            index + 1
+        );
+        assert_eq!(
+            &event.event.new_value(),
+            &after[index],
+            "new image of row {}",
+            index + 1
+        );
+        assert!(event.event.unchanged_toast.is_empty(), "row {}", index + 1);
+    }
+    gateway.stop().await;
+}
