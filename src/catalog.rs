@@ -1,10 +1,9 @@
 //! Catalog look-ups for the serving side (tables behind channel names), over one shared SQL
 //! connection that is reopened when it drops.
 
-use std::sync::Arc;
+use tokio_postgres::Config;
 
-use tokio::sync::Mutex;
-use tokio_postgres::{Client, Config, NoTls};
+use crate::db::SharedClient;
 
 use crate::decode::INTERNAL_SCHEMA;
 use crate::report::error_chain;
@@ -26,35 +25,17 @@ pub struct TableInfo {
 
 /// A shared SQL connection for catalog queries.
 pub struct Catalog {
-    config: Config,
+    db: SharedClient,
     publication: String,
-    client: Mutex<Option<Arc<Client>>>,
 }
 
 impl Catalog {
     /// Creates the catalog; the connection opens on first use.
     pub fn new(config: Config, publication: &str) -> Self {
         Self {
-            config,
+            db: SharedClient::new(config, "catalog"),
             publication: publication.to_string(),
-            client: Mutex::new(None),
         }
-    }
-
-    async fn client(&self) -> Result<Arc<Client>, CatalogError> {
-        let mut slot = self.client.lock().await;
-        if let Some(client) = slot.as_ref().filter(|client| !client.is_closed()) {
-            return Ok(client.clone());
-        }
-        let (client, connection) = self.config.connect(NoTls).await?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(error = %err, "catalog connection closed");
-            }
-        });
-        let client = Arc::new(client);
-        *slot = Some(client.clone());
-        Ok(client)
     }
 
     /// Looks up an ordinary or partitioned table by exact schema and name. Tables in walgate's
@@ -67,7 +48,7 @@ impl Catalog {
         if schema == INTERNAL_SCHEMA {
             return Ok(None);
         }
-        let client = self.client().await?;
+        let client = self.db.get().await?;
         let row = client
             .query_opt(
                 "SELECT c.oid, EXISTS (

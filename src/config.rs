@@ -11,6 +11,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::http::WebSocketLimits;
+use crate::webhooks::delivery::RetryPolicy;
+use crate::webhooks::dispatch::DispatchConfig;
 
 /// The default config file, read when it exists and no other path is given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/walgate.yaml";
@@ -49,6 +51,20 @@ struct FileConfig {
     replication: ReplicationFile,
     #[serde(default)]
     websocket: WebSocketFile,
+    triggers: Option<PathBuf>,
+    admin_token: Option<String>,
+    #[serde(default)]
+    webhooks: WebhooksFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhooksFile {
+    batch_size: Option<i64>,
+    poll_interval_ms: Option<u64>,
+    retry_base_ms: Option<u64>,
+    retry_max_ms: Option<u64>,
+    retention_hours: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,7 +93,15 @@ pub struct Config {
     pub publication: String,
     pub status_interval: Duration,
     pub websocket: WebSocketLimits,
+    /// Trigger definitions file; None means no triggers.
+    pub triggers: Option<PathBuf>,
+    /// Bearer token of the admin API; None turns the API off.
+    pub admin_token: Option<String>,
+    pub webhooks: DispatchConfig,
 }
+
+/// The default trigger file, read when it exists and no other path is given.
+pub const DEFAULT_TRIGGERS_PATH: &str = "config/triggers.yaml";
 
 impl Config {
     /// Loads the settings: the YAML file at `path` (or `WALGATE_CONFIG`, or
@@ -150,6 +174,22 @@ impl Config {
                 ),
             });
         }
+        let triggers = env("WALGATE_TRIGGERS")
+            .map(PathBuf::from)
+            .or(file.triggers)
+            .or_else(|| {
+                let default = Path::new(DEFAULT_TRIGGERS_PATH);
+                default.exists().then(|| default.to_path_buf())
+            });
+        let admin_token = env("WALGATE_ADMIN_TOKEN").or(file.admin_token);
+        if admin_token.as_ref().is_some_and(|token| token.len() < 16) {
+            return Err(ConfigError::Invalid {
+                name: "WALGATE_ADMIN_TOKEN",
+                message: "the admin token must be at least 16 characters; generate one with \
+                          `openssl rand -hex 32`"
+                    .into(),
+            });
+        }
         Ok(Config {
             database_url,
             database,
@@ -158,8 +198,67 @@ impl Config {
             publication,
             status_interval: Duration::from_millis(status_ms),
             websocket: websocket_limits(file.websocket)?,
+            triggers,
+            admin_token,
+            webhooks: dispatch_config(file.webhooks)?,
         })
     }
+}
+
+fn dispatch_config(file: WebhooksFile) -> Result<DispatchConfig, ConfigError> {
+    let defaults = DispatchConfig::default();
+    let in_range = |name: &'static str, value: u64, range: std::ops::RangeInclusive<u64>| {
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(ConfigError::Invalid {
+                name,
+                message: format!(
+                    "{value} is out of range; use {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            })
+        }
+    };
+    let batch_size = match file.batch_size {
+        Some(size) => in_range("webhooks.batch_size", size.max(0) as u64, 1..=10_000)? as i64,
+        None => defaults.batch_size,
+    };
+    let millis =
+        |value: Option<u64>, default: Duration| value.map(Duration::from_millis).unwrap_or(default);
+    let poll_interval = millis(file.poll_interval_ms, defaults.poll_interval);
+    in_range(
+        "webhooks.poll_interval_ms",
+        poll_interval.as_millis() as u64,
+        10..=60_000,
+    )?;
+    let retry = RetryPolicy {
+        base: millis(file.retry_base_ms, defaults.retry.base),
+        max: millis(file.retry_max_ms, defaults.retry.max),
+    };
+    in_range(
+        "webhooks.retry_base_ms",
+        retry.base.as_millis() as u64,
+        1..=3_600_000,
+    )?;
+    in_range(
+        "webhooks.retry_max_ms",
+        retry.max.as_millis() as u64,
+        1..=86_400_000,
+    )?;
+    let retention = match file.retention_hours {
+        Some(hours) => {
+            Duration::from_secs(in_range("webhooks.retention_hours", hours, 0..=8760)? * 3600)
+        }
+        None => defaults.retention,
+    };
+    Ok(DispatchConfig {
+        batch_size,
+        poll_interval,
+        retry,
+        retention,
+    })
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {

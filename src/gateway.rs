@@ -5,11 +5,14 @@ use std::sync::{Arc, OnceLock};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::db::SharedClient;
 use crate::health::Health;
 use crate::http::{self, AppState};
 use crate::migrate::{self, MigrationError};
@@ -17,6 +20,10 @@ use crate::pipeline::replicator::{self, ReplicatorConfig, StreamError};
 use crate::pipeline::{Consumer, Consumers};
 use crate::realtime::Hub;
 use crate::report::error_chain;
+use crate::webhooks::admin::AdminState;
+use crate::webhooks::dispatch::Dispatcher;
+use crate::webhooks::outbox::Outbox;
+use crate::webhooks::registry::{LoadError, TriggerRegistry};
 
 /// Error that stops the gateway from starting.
 #[derive(Debug, thiserror::Error)]
@@ -27,11 +34,23 @@ pub enum StartError {
     Migration(#[from] MigrationError),
     #[error(transparent)]
     Replication(#[from] StreamError),
+    #[error(transparent)]
+    Triggers(#[from] LoadError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,
     },
+}
+
+/// Parts built by `start` and handed to `spawn`.
+struct Wiring {
+    replication_config: ReplicatorConfig,
+    listener: TcpListener,
+    addr: SocketAddr,
+    extra_consumers: Vec<Arc<dyn Consumer>>,
+    triggers: Arc<TriggerRegistry>,
+    webhook_db: Arc<SharedClient>,
 }
 
 /// A running gateway.
@@ -40,8 +59,11 @@ pub struct Gateway {
     pub addr: SocketAddr,
     pub health: Health,
     pub hub: Arc<Hub>,
+    triggers: Arc<TriggerRegistry>,
+    webhook_db: Arc<SharedClient>,
     shutdown: CancellationToken,
     replication: JoinHandle<()>,
+    dispatcher: JoinHandle<()>,
     server: JoinHandle<std::io::Result<()>>,
 }
 
@@ -86,6 +108,9 @@ impl Gateway {
             ..ReplicatorConfig::new(config.database.clone(), &config.slot, &config.publication)
         };
         replicator::prepare(&replication_config).await?;
+        let webhook_db = Arc::new(SharedClient::new(config.database.clone(), "webhooks"));
+        let triggers =
+            Arc::new(TriggerRegistry::load(config.triggers.as_deref(), &webhook_db).await?);
 
         let listener =
             TcpListener::bind(config.listen)
@@ -100,35 +125,50 @@ impl Gateway {
         })?;
         Ok(Self::spawn(
             config,
-            replication_config,
-            listener,
-            addr,
-            extra_consumers,
+            Wiring {
+                replication_config,
+                listener,
+                addr,
+                extra_consumers,
+                triggers,
+                webhook_db,
+            },
         ))
     }
 
-    fn spawn(
-        config: Config,
-        replication_config: ReplicatorConfig,
-        listener: TcpListener,
-        addr: SocketAddr,
-        extra_consumers: Vec<Arc<dyn Consumer>>,
-    ) -> Gateway {
+    fn spawn(config: Config, wiring: Wiring) -> Gateway {
         let shutdown = CancellationToken::new();
         let health = Health::default();
         let hub = Arc::new(Hub::default());
+        let wake = Arc::new(Notify::new());
         let mut consumers = Consumers::default();
         consumers.push(hub.clone());
-        for consumer in extra_consumers {
+        consumers.push(Arc::new(Outbox::new(
+            wiring.triggers.clone(),
+            SharedClient::new(config.database.clone(), "webhook-outbox"),
+            wake.clone(),
+        )));
+        for consumer in wiring.extra_consumers {
             consumers.push(consumer);
         }
 
         let replication = tokio::spawn(replicator::run(
-            replication_config,
+            wiring.replication_config,
             consumers,
             health.clone(),
             shutdown.clone(),
         ));
+        let dispatcher = Arc::new(Dispatcher::new(
+            wiring.triggers.clone(),
+            SharedClient::new(config.database.clone(), "webhook-dispatch"),
+            wake.clone(),
+            config.webhooks.clone(),
+        ));
+        let dispatcher = tokio::spawn(
+            dispatcher
+                .run(shutdown.clone())
+                .instrument(tracing::info_span!("webhooks")),
+        );
         let state = AppState {
             hub: hub.clone(),
             catalog: Arc::new(Catalog::new(config.database.clone(), &config.publication)),
@@ -137,17 +177,32 @@ impl Gateway {
             limits: config.websocket.clone(),
             metrics: metrics_handle(),
             shutdown: shutdown.clone(),
+            admin: AdminState {
+                db: wiring.webhook_db.clone(),
+                token: config.admin_token.as_deref().map(Arc::from),
+                wake,
+            },
         };
-        let server = tokio::spawn(http::serve(listener, state));
-        tracing::info!(%addr, slot = %config.slot, "gateway serving");
+        let server = tokio::spawn(http::serve(wiring.listener, state));
+        let addr = wiring.addr;
+        tracing::info!(%addr, slot = %config.slot, triggers = wiring.triggers.current().set.triggers().len(), "gateway serving");
         Gateway {
             addr,
             health,
             hub,
+            triggers: wiring.triggers,
+            webhook_db: wiring.webhook_db,
             shutdown,
             replication,
+            dispatcher,
             server,
         }
+    }
+
+    /// Reads the trigger file again and puts it in force if it is valid; on error the previous
+    /// triggers stay in force. Returns the number of triggers now loaded.
+    pub async fn reload_triggers(&self) -> Result<usize, LoadError> {
+        self.triggers.reload(&self.webhook_db).await
     }
 
     /// Asks every task to stop.
@@ -165,6 +220,7 @@ impl Gateway {
     pub async fn stop(self) {
         self.shutdown.cancel();
         let _ = self.replication.await;
+        let _ = self.dispatcher.await;
         match self.server.await {
             Ok(Err(err)) => tracing::warn!(error = %err, "HTTP server stopped with an error"),
             Err(err) => tracing::warn!(error = %err, "HTTP server task failed"),

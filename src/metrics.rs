@@ -24,6 +24,15 @@ pub const WEBSOCKET_NOTIFICATIONS: &str = "walgate_websocket_notifications_total
 /// Error messages sent to WebSocket clients, by `code`.
 pub const WEBSOCKET_ERRORS: &str = "walgate_websocket_errors_total";
 
+/// Webhook deliveries that got a 2xx response.
+pub const WEBHOOK_DELIVERED: &str = "walgate_webhook_delivered_total";
+/// Webhook attempts that failed and were scheduled again.
+pub const WEBHOOK_RETRIES: &str = "walgate_webhook_retries_total";
+/// Webhook deliveries given up and kept as dead letters.
+pub const WEBHOOK_DEAD: &str = "walgate_webhook_dead_total";
+/// Duration of webhook requests.
+pub const WEBHOOK_REQUEST_SECONDS: &str = "walgate_webhook_request_seconds";
+
 /// Describes every metric once, so the exporter prints help text.
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge};
@@ -53,4 +62,11 @@ pub fn describe() {
         "Notifications queued to WebSocket clients"
     );
     describe_counter!(WEBSOCKET_ERRORS, "Error messages sent to WebSocket clients");
+    describe_counter!(
+        WEBHOOK_DELIVERED,
+        "Webhook deliveries that got a 2xx response"
+    );
+    describe_counter!(WEBHOOK_RETRIES, "Webhook attempts scheduled again");
+    describe_counter!(WEBHOOK_DEAD, "Webhook deliveries kept as dead letters");
+    metrics::describe_histogram!(WEBHOOK_REQUEST_SECONDS, "Duration of webhook requests");
 }

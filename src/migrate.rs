@@ -13,11 +13,18 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "walgate_schema",
-    sql: include_str!("../migrations/0001_walgate_schema.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "walgate_schema",
+        sql: include_str!("../migrations/0001_walgate_schema.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "webhook_outbox",
+        sql: include_str!("../migrations/0002_webhook_outbox.sql"),
+    },
+];
 
 /// Advisory lock key for migrations: the bytes of "walgate1" read as a big-endian i64.
 const LOCK_KEY: i64 = 0x7761_6c67_6174_6531;

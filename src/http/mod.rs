@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::Catalog;
 use crate::health::{Health, StreamState};
 use crate::realtime::Hub;
+use crate::webhooks::admin::{self, AdminState};
 
 /// Limits on WebSocket clients.
 #[derive(Debug, Clone)]
@@ -50,6 +51,7 @@ pub struct AppState {
     pub limits: WebSocketLimits,
     pub metrics: Option<PrometheusHandle>,
     pub shutdown: CancellationToken,
+    pub admin: AdminState,
 }
 
 /// Builds the router.
@@ -58,7 +60,8 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
-        .with_state(state)
+        .with_state(state.clone())
+        .nest("/admin", admin::router(state.admin))
 }
 
 /// Serves until `shutdown` is cancelled, then stops accepting and lets open requests finish.
