@@ -728,11 +728,17 @@ SELECT
           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
           WHERE i.indrelid = c.oid AND i.indisprimary
           ORDER BY k.position),
-    ARRAY(SELECT ARRAY[pn.nspname::text, pc.relname::text]
-          FROM pg_class pc JOIN pg_namespace pn ON pn.oid = pc.relnamespace
-          WHERE pc.relreplident <> 'f' AND pc.relkind IN ('r', 'p')
-            AND pc.oid IN (SELECT c.oid UNION ALL SELECT relid FROM pg_partition_tree(c.oid)))
+    not_full.schemas,
+    not_full.tables
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+CROSS JOIN LATERAL (
+    -- The table first, then its partitions at any depth.
+    SELECT COALESCE(array_agg(pn.nspname::text ORDER BY pc.oid <> c.oid, pc.oid), '{}') AS schemas,
+           COALESCE(array_agg(pc.relname::text ORDER BY pc.oid <> c.oid, pc.oid), '{}') AS tables
+    FROM pg_class pc JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+    WHERE pc.relreplident <> 'f' AND pc.relkind IN ('r', 'p')
+      AND pc.oid IN (SELECT c.oid UNION ALL SELECT relid FROM pg_partition_tree(c.oid))
+) AS not_full
 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')";
 
 /// Checks every trigger, enabled or not, against the database: its table exists (ordinary or
@@ -775,15 +781,12 @@ async fn table_facts(
     let Some(row) = client.query_opt(TABLE_QUERY, &[&schema, &table]).await? else {
         return Ok(None);
     };
-    let not_full: Vec<Vec<String>> = row.get(2);
+    let schemas: Vec<String> = row.get(2);
+    let tables: Vec<String> = row.get(3);
     Ok(Some(TableFacts {
         columns: row.get(0),
         primary_key: row.get(1),
-        not_full: not_full
-            .into_iter()
-            .filter_map(|pair| <[String; 2]>::try_from(pair).ok())
-            .map(|[schema, table]| (schema, table))
-            .collect(),
+        not_full: schemas.into_iter().zip(tables).collect(),
     }))
 }
 

@@ -10,5 +10,8 @@ mod replica_identity;
 mod replication_connection;
 mod schema_changes;
 mod stream_events;
+mod trigger_definitions;
 mod values;
 mod ws_protocol;
+mod webhooks;
+mod webhook_durability;
