@@ -13,5 +13,3 @@ mod stream_events;
 mod trigger_definitions;
 mod values;
 mod ws_protocol;
-mod webhooks;
-mod webhook_durability;
