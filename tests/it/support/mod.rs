@@ -1,4 +1,6 @@
-//! Shared test fixtures: throwaway clusters and connections.
+//! Shared test fixtures: throwaway clusters, connections and a webhook receiver.
+
+pub mod receiver;
 
 use std::sync::OnceLock;
 use std::time::Duration;
