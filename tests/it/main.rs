@@ -12,4 +12,6 @@ mod schema_changes;
 mod stream_events;
 mod trigger_definitions;
 mod values;
+mod webhook_durability;
+mod webhooks;
 mod ws_protocol;
