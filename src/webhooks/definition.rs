@@ -1,4 +1,4 @@
-//! Trigger definitions: the YAML list that says which row changes call which webhooks.
+//! Trigger definitions: the YAML list of which row changes call which webhooks.
 //!
 //! The format and every rule are documented in `docs/triggers.md`. Parsing validates
 //! everything that can be checked offline and names the trigger, the field and the fix in each
@@ -38,10 +38,12 @@ const MAX_NAME_CHARS: usize = 100;
 /// PostgreSQL's identifier limit, NAMEDATALEN - 1 bytes.
 const MAX_IDENTIFIER_BYTES: usize = 63;
 
-/// Headers walgate sets itself: HTTP framing and the Standard Webhooks signature headers.
-const RESERVED_HEADERS: [&str; 7] = [
+/// Headers walgate sets itself: HTTP framing, the JSON content type and the Standard Webhooks
+/// headers.
+const RESERVED_HEADERS: [&str; 8] = [
     "host",
     "content-length",
+    "content-type",
     "transfer-encoding",
     "connection",
     "webhook-id",
@@ -149,13 +151,15 @@ impl TriggerSet {
         parse_with_path(yaml, env, Path::new("<inline>"))
     }
 
-    /// Reads the file at `path` and parses it with the process environment.
+    /// Reads the file at `path` and parses it with the process environment, where an empty
+    /// variable counts as unset, as in the gateway settings.
     pub fn load(path: &Path) -> Result<TriggerSet, TriggerError> {
         let text = std::fs::read_to_string(path).map_err(|source| TriggerError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        parse_with_path(&text, &|name| std::env::var(name).ok(), path)
+        let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        parse_with_path(&text, &env, path)
     }
 
     /// All triggers, enabled or not, in file order.
@@ -422,12 +426,12 @@ impl Fields<'_> {
         let url = Url::parse(text)
             .map_err(|err| self.error(format!("invalid webhook_url {text:?} ({err}); {fix}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-            let mut shown = url.clone();
-            // Never echo a password embedded in the URL.
-            let _ = shown.set_password(None);
+            let mut redacted = url.clone();
+            // Leave a password embedded in the URL out of the message.
+            let _ = redacted.set_password(None);
             return Err(self.error(format!(
                 "invalid webhook_url {:?}: it needs the scheme http or https and a host; {fix}",
-                shown.as_str()
+                redacted.as_str()
             )));
         }
         Ok(url)
@@ -629,7 +633,7 @@ fn is_valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
-/// Why a `${VAR}` reference could not be expanded. Carries no part of the value.
+/// Error from expanding a `${VAR}` reference. It carries the variable name, never a value.
 enum EnvError {
     Unset(String),
     InvalidName(String),
@@ -666,8 +670,8 @@ fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String
     Ok(out)
 }
 
-/// A scalar as written (strings quoted), or the kind of a collection. Only for values that
-/// are not secrets.
+/// Formats a scalar as written (strings quoted), or names the kind of a collection. Use it only
+/// for values that are not secrets.
 fn describe(value: &Value) -> String {
     match value {
         Value::String(text) => format!("{text:?}"),
@@ -678,7 +682,7 @@ fn describe(value: &Value) -> String {
     }
 }
 
-/// The kind of a value, without its content.
+/// Names the kind of a value, without its content.
 fn describe_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
@@ -691,7 +695,7 @@ fn describe_kind(value: &Value) -> &'static str {
     }
 }
 
-/// What the catalog says about the tables triggers use.
+/// Catalog facts about the tables that triggers use.
 #[derive(Debug, Default, Clone)]
 pub struct TableKeys {
     /// Primary-key columns by schema, then table.
@@ -741,10 +745,10 @@ CROSS JOIN LATERAL (
 ) AS not_full
 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')";
 
-/// Checks every trigger, enabled or not, against the database: its table exists (ordinary or
-/// partitioned), every `columns` entry is a column of it, and a trigger with `columns` has
-/// `REPLICA IDENTITY FULL` on its table and all of its partitions, because UPDATE events carry
-/// no old values to compare otherwise. Returns the primary keys of the triggers' tables.
+/// Checks every trigger, enabled or not, against the database. Its table must exist as an
+/// ordinary or partitioned table, and every `columns` entry must be a column of it. A trigger
+/// with `columns` needs `REPLICA IDENTITY FULL` on its table and all partitions, because
+/// UPDATE events carry no old values to compare otherwise. Returns the tables' primary keys.
 ///
 /// # Errors
 /// [`TriggerError::Invalid`] for the first trigger that fails a check, in file order, and

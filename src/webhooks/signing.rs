@@ -43,7 +43,7 @@ impl fmt::Debug for SigningKey {
 
 impl SigningKey {
     /// Parses a secret. `whsec_<base64>` is decoded with the standard base64 alphabet and
-    /// padding, as the Standard Webhooks libraries do; any other non-empty string is used as
+    /// padding, as the Standard Webhooks libraries do. Any other non-empty string is used as
     /// its raw UTF-8 bytes.
     ///
     /// # Errors

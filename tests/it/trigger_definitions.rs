@@ -361,6 +361,11 @@ fn headers_are_checked() {
         error(&yaml),
         r#"trigger "t": header "webhook-signature" in headers is set by walgate; remove it"#
     );
+    let yaml = trigger_with("  headers:\n    Content-Type: text/plain\n");
+    assert_eq!(
+        error(&yaml),
+        r#"trigger "t": header "content-type" in headers is set by walgate; remove it"#
+    );
     let yaml = trigger_with("  headers:\n    X-Key: [a, b]\n");
     assert_eq!(
         error(&yaml),
