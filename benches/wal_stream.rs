@@ -13,9 +13,9 @@
 //! - `WAL_STREAM_READERS=walgate` or `=pg_recvlogical` runs only that reader.
 //! - `WAL_STREAM_WORKLOADS=2` runs only the second workload (a comma-separated list of 1 and 2).
 //!
-//! Before each run the bench waits up to 15 s for the machine to go idle, and it prints the CPU
-//! time of the reader, of the walsender and of everything else during the run, in percent of
-//! one core, so that a run slowed by another program shows as such.
+//! Before each run the bench waits up to 15 s for the machine to go idle. For each run it prints
+//! the CPU time of the reader, of the walsender and of everything else, in percent of one core,
+//! so that a run slowed by another program shows as such.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -127,7 +127,7 @@ impl Settings {
             match std::env::var(name) {
                 Ok(text) => {
                     let value: u64 = text.parse().with_context(|| format!("{name}={text}"))?;
-                    ensure!(value > 0, "{name} must be at least 1");
+                    ensure!(value > 0, "invalid {name}={text}: expected at least 1");
                     Ok(value)
                 }
                 Err(_) => Ok(default),
@@ -138,7 +138,9 @@ impl Settings {
             Ok("walgate") => vec![Reader::Walgate],
             Ok("pg_recvlogical") => vec![Reader::PgRecvlogical],
             Ok(other) => {
-                bail!("WAL_STREAM_READERS={other}: expected walgate, pg_recvlogical or both")
+                bail!(
+                    "invalid WAL_STREAM_READERS={other}: expected walgate, pg_recvlogical or both"
+                )
             }
         };
         let workloads = match std::env::var("WAL_STREAM_WORKLOADS") {
@@ -148,7 +150,9 @@ impl Settings {
                 .map(|item| match item.trim() {
                     "1" => Ok(1),
                     "2" => Ok(2),
-                    other => bail!("WAL_STREAM_WORKLOADS: unknown workload {other:?}"),
+                    other => {
+                        bail!("invalid workload {other:?} in WAL_STREAM_WORKLOADS: expected 1 or 2")
+                    }
                 })
                 .collect::<Result<_>>()?,
         };
@@ -185,23 +189,42 @@ struct Outcome {
 }
 
 impl Outcome {
-    fn median(&self, reader: Reader) -> Option<Duration> {
-        let mut times: Vec<Duration> = self
+    /// Computes the median of `measure` over the runs of `reader` that have it.
+    fn median(&self, reader: Reader, measure: impl Fn(&Run) -> Option<f64>) -> Option<f64> {
+        let mut values: Vec<f64> = self
             .runs
             .iter()
             .filter(|(r, _)| *r == reader)
-            .map(|(_, run)| run.elapsed)
+            .filter_map(|(_, run)| measure(run))
             .collect();
-        if times.is_empty() {
+        if values.is_empty() {
             return None;
         }
-        times.sort();
-        Some(times[times.len() / 2])
+        values.sort_by(f64::total_cmp);
+        Some(values[values.len() / 2])
     }
 
+    /// Median rows per second.
     fn rate(&self, reader: Reader) -> Option<f64> {
-        self.median(reader)
-            .map(|elapsed| self.rows as f64 / elapsed.as_secs_f64())
+        self.median(reader, |run| {
+            Some(self.rows as f64 / run.elapsed.as_secs_f64())
+        })
+    }
+
+    /// Median CPU time of the reader per row, in microseconds.
+    fn reader_micros_per_row(&self, reader: Reader) -> Option<f64> {
+        self.median(reader, |run| {
+            run.reader_cpu
+                .map(|cpu| cpu.as_secs_f64() * 1e6 / self.rows as f64)
+        })
+    }
+
+    /// Median CPU use of the walsender, in percent of one core.
+    fn walsender_percent(&self, reader: Reader) -> Option<f64> {
+        self.median(reader, |run| {
+            run.walsender_cpu
+                .map(|cpu| 100.0 * cpu.as_secs_f64() / run.elapsed.as_secs_f64())
+        })
     }
 }
 
@@ -345,6 +368,7 @@ async fn pg_recvlogical(
     let end_text = end.to_string();
     let machine_before = machine_cpu()?;
     let started = Instant::now();
+
     let mut child = tokio::process::Command::new(&program)
         .args(["-d", &cluster.connection_string("postgres")])
         .args(["--slot", slot, "--start", "--no-loop"])
@@ -356,6 +380,7 @@ async fn pg_recvlogical(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .with_context(|| format!("running {}", program.display()))?;
+
     let child_pid = child.id().map(|pid| pid.to_string());
     let mut walsender: Option<String> = None;
     let (mut reader_cpu, mut walsender_cpu) = (None, None);
@@ -376,6 +401,7 @@ async fn pg_recvlogical(
     };
     let elapsed = started.elapsed();
     let machine_cpu = machine_cpu()?.saturating_sub(machine_before);
+
     let mut stderr = String::new();
     if let Some(mut pipe) = child.stderr.take() {
         tokio::io::AsyncReadExt::read_to_string(&mut pipe, &mut stderr).await?;
@@ -385,6 +411,7 @@ async fn pg_recvlogical(
         "pg_recvlogical failed ({status}): {}",
         stderr.trim()
     );
+
     // pg_recvlogical stops at a keepalive at or past the end position and confirms it, so a
     // slot left behind the end means it stopped early.
     let confirmed: Option<String> = db
@@ -399,6 +426,7 @@ async fn pg_recvlogical(
         confirmed >= end,
         "pg_recvlogical stopped at {confirmed}, before the end position {end}"
     );
+
     Ok(Run {
         elapsed,
         reader_cpu,
@@ -408,7 +436,7 @@ async fn pg_recvlogical(
     })
 }
 
-/// The process id of the walsender reading `slot`, once it has started.
+/// Looks up the process id of the walsender reading `slot`, which is `None` until it starts.
 async fn active_pid(db: &tokio_postgres::Client, slot: &str) -> Result<Option<String>> {
     let row = db
         .query_one(
@@ -431,6 +459,7 @@ async fn walgate(
     let machine_before = machine_cpu()?;
     let cpu_before = process_cpu("self")?;
     let started = Instant::now();
+
     let config: tokio_postgres::Config = conn.parse()?;
     let (catalog, connection) = config.connect(tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
@@ -444,11 +473,13 @@ async fn walgate(
     let stream = client
         .start_logical_replication(&slot, start, &options)
         .await?;
+
     let mut drain = Drain::new(start, end);
     drain.pump(stream, &mut decoder).await?;
     let elapsed = started.elapsed();
     let reader_cpu = process_cpu("self")?.saturating_sub(cpu_before);
     let machine_cpu = machine_cpu()?.saturating_sub(machine_before);
+
     ensure!(
         drain.events == expected_rows,
         "walgate decoded {} events, expected {expected_rows}",
@@ -504,7 +535,7 @@ impl Drain {
                 biased;
                 message = stream.recv() => {
                     let Some(message) = message? else {
-                        bail!("the server ended the replication stream");
+                        bail!("the server ended the replication stream before {}", self.end);
                     };
                     if self.handle(&mut stream, decoder, message).await? {
                         break;
@@ -596,9 +627,9 @@ impl Drain {
     }
 }
 
-/// Path of a PostgreSQL program. `PgBinaries::locate` may settle on a PATH directory that holds
-/// symlinks to some server programs only (such as `/usr/local/bin/initdb`), so a program
-/// missing there is looked for beside the file that `initdb` links to.
+/// Finds a PostgreSQL program. `PgBinaries::locate` may pick a PATH directory that contains
+/// symlinks to a few server programs only (such as `/usr/local/bin/initdb`), so a program
+/// missing there is looked up beside the file that `initdb` links to.
 fn server_program(cluster: &EphemeralCluster, name: &str) -> std::path::PathBuf {
     let direct = cluster.program(name);
     if direct.is_file() {
@@ -629,29 +660,40 @@ async fn current_wal_lsn(db: &tokio_postgres::Client) -> Result<Lsn> {
     Ok(text.parse()?)
 }
 
-/// User plus system CPU time of a process, from `/proc/<pid>/stat` (`self` for this one).
+/// Returns the user plus system CPU time of a process, from `/proc/<pid>/stat` (`self` for this
+/// one).
 fn process_cpu(pid: &str) -> Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name in parentheses may hold spaces; the fields after it are plain.
-    let (_, rest) = stat.rsplit_once(')').context("malformed stat")?;
+    let (_, rest) = stat
+        .rsplit_once(')')
+        .with_context(|| format!("invalid /proc/{pid}/stat: no ')' after the command name"))?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks: u64 = fields.get(11).context("no utime")?.parse::<u64>()?
-        + fields.get(12).context("no stime")?.parse::<u64>()?;
-    // Linux reports these in USER_HZ, which is 100 on every mainstream architecture.
+    let field = |index: usize, name: &str| -> Result<u64> {
+        let text = fields
+            .get(index)
+            .with_context(|| format!("missing {name} field in /proc/{pid}/stat"))?;
+        Ok(text.parse()?)
+    };
+    let ticks = field(11, "utime")? + field(12, "stime")?;
+    // NOTE: the kernel reports these in USER_HZ, taken here to be 100 (its value on x86-64 and
+    // arm64 Linux, as `getconf CLK_TCK` prints).
     Ok(Duration::from_millis(ticks * 10))
 }
 
-/// Busy CPU time of the whole machine since boot, from the first line of `/proc/stat`.
+/// Returns the busy CPU time of the whole machine since boot, from the first line of
+/// `/proc/stat` (in USER_HZ, taken to be 100 as in `process_cpu`).
 fn machine_cpu() -> Result<Duration> {
     let stat = std::fs::read_to_string("/proc/stat")?;
-    let line = stat.lines().next().context("empty /proc/stat")?;
+    let line = stat.lines().next().context("/proc/stat is empty")?;
     let ticks: Vec<u64> = line
         .split_whitespace()
         .skip(1)
         .map(str::parse)
         .collect::<Result<_, _>>()?;
-    // user nice system idle iowait irq softirq steal ...; guest time is already in user.
+    // The columns are user, nice, system, idle, iowait, irq, softirq and steal, then guest time,
+    // which user already includes (proc(5)). Busy time is all but idle and iowait.
     let busy: u64 = ticks.iter().take(8).sum::<u64>()
         - ticks.get(3).copied().unwrap_or(0)
         - ticks.get(4).copied().unwrap_or(0);
@@ -721,26 +763,62 @@ fn print_run(run: usize, reader: Reader, rows: u64, result: &Run) {
 
 fn print_summary(outcomes: &[Outcome]) {
     println!(
-        "\n{:<34} {:>9} {:>9} {:>8} {:>22} {:>16} {:>7}",
-        "workload", "rows", "WAL MB", "write s", "pg_recvlogical rows/s", "walgate rows/s", "ratio"
+        "\nMedians of the runs. ref = pg_recvlogical, wg = walgate. Reader CPU in microseconds \
+         per row; walsender CPU in percent of one core."
     );
+    println!(
+        "{:<32} {:>8} {:>7} {:>7} {:>15} {:>8} {:>6}  {:>14} {:>10} {:>12}",
+        "workload",
+        "rows",
+        "WAL MB",
+        "write s",
+        "pg_recvlogical",
+        "walgate",
+        "ratio",
+        "reader µs/row",
+        "walsender",
+        "WAL MB/s"
+    );
+    println!(
+        "{:<32} {:>8} {:>7} {:>7} {:>15} {:>8} {:>6}  {:>14} {:>10} {:>12}",
+        "", "", "", "", "rows/s", "rows/s", "", "ref / walgate", "ref / wg", "ref / wg"
+    );
+    let show = |value: Option<f64>, digits: usize| {
+        value.map_or("-".to_string(), |v| format!("{v:.digits$}"))
+    };
     for outcome in outcomes {
         let reference = outcome.rate(Reader::PgRecvlogical);
         let walgate = outcome.rate(Reader::Walgate);
-        let show = |rate: Option<f64>| rate.map_or("-".to_string(), |r| format!("{r:.0}"));
         let ratio = match (walgate, reference) {
-            (Some(w), Some(r)) => format!("{:.2}", w / r),
-            _ => "-".to_string(),
+            (Some(w), Some(r)) => Some(w / r),
+            _ => None,
+        };
+        let pair = |reference: Option<f64>, walgate: Option<f64>, digits: usize| {
+            format!("{} / {}", show(reference, digits), show(walgate, digits))
+        };
+        let wal_mb_per_s = |rate: Option<f64>| {
+            rate.map(|rows_per_s| outcome.wal_bytes as f64 / 1e6 * rows_per_s / outcome.rows as f64)
         };
         println!(
-            "{:<34} {:>9} {:>9.1} {:>8.2} {:>22} {:>16} {:>7}",
+            "{:<32} {:>8} {:>7.1} {:>7.2} {:>15} {:>8} {:>6}  {:>14} {:>10} {:>12}",
             outcome.workload,
             outcome.rows,
             outcome.wal_bytes as f64 / 1e6,
             outcome.write_time.as_secs_f64(),
-            show(reference),
-            show(walgate),
-            ratio
+            show(reference, 0),
+            show(walgate, 0),
+            show(ratio, 2),
+            pair(
+                outcome.reader_micros_per_row(Reader::PgRecvlogical),
+                outcome.reader_micros_per_row(Reader::Walgate),
+                2
+            ),
+            pair(
+                outcome.walsender_percent(Reader::PgRecvlogical),
+                outcome.walsender_percent(Reader::Walgate),
+                0
+            ),
+            pair(wal_mb_per_s(reference), wal_mb_per_s(walgate), 1),
         );
     }
 }
