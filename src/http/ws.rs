@@ -1,6 +1,8 @@
 //! `GET /ws`: one reader and one writer task per WebSocket connection.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
@@ -17,11 +19,16 @@ use crate::realtime::protocol::{
     parse_client_message, ClientMessage, ErrorCode, ProtocolError, ServerMessage,
 };
 use crate::realtime::{ClientHandle, ClientQueue};
+use tokio_tungstenite::tungstenite;
 
 /// Close code 1008 (policy violation), sent to a client closed for lagging.
 const CLOSE_POLICY: u16 = 1008;
 /// Close code 1001 (going away), sent when the server shuts down.
 const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code 1000 (normal closure), the answer to a client's close frame.
+const CLOSE_NORMAL: u16 = 1000;
+/// Close code 1009 (message too big), sent after a frame over `max_frame_bytes`.
+const CLOSE_TOO_BIG: u16 = 1009;
 
 /// Upgrades the connection. Frames up to `max_frame_bytes` are read and answered; larger ones
 /// make the WebSocket library close the connection with code 1009.
@@ -40,12 +47,18 @@ async fn serve_client(socket: WebSocket, state: AppState) {
         metrics::gauge!(names::WEBSOCKET_CLIENTS).increment(1.0);
         let (sink, stream) = socket.split();
         let closed = CancellationToken::new();
+        let reader_done = CancellationToken::new();
+        let close_code = Arc::new(AtomicU16::new(CLOSE_NORMAL));
         let writer = tokio::spawn(
             write_frames(
                 sink,
                 queue,
-                client.clone(),
-                state.shutdown.clone(),
+                WriterSignals {
+                    lagged: client.lagged().clone(),
+                    shutdown: state.shutdown.clone(),
+                    reader_done: reader_done.clone(),
+                    close_code: close_code.clone(),
+                },
                 closed.clone(),
             )
             .in_current_span(),
@@ -55,7 +68,9 @@ async fn serve_client(socket: WebSocket, state: AppState) {
             client: &client,
             tables: HashMap::new(),
         };
-        session.read_frames(stream, &closed).await;
+        let code = session.read_frames(stream, &closed).await;
+        close_code.store(code, Ordering::Release);
+        reader_done.cancel();
         state.hub.remove_client(client.id);
         drop(session);
         drop(client);
@@ -67,19 +82,37 @@ async fn serve_client(socket: WebSocket, state: AppState) {
     .await
 }
 
-/// Sends queued frames until the queue closes, the client lags, the socket fails or the server
+/// What makes a writer task stop besides its socket failing.
+struct WriterSignals {
+    lagged: CancellationToken,
+    shutdown: CancellationToken,
+    /// Cancelled when the reader has stopped: the client closed, vanished or broke the
+    /// protocol.
+    reader_done: CancellationToken,
+    /// The close code to send once the reader has stopped.
+    close_code: Arc<AtomicU16>,
+}
+
+/// Sends queued frames until the client lags, the reader stops, the socket fails or the server
 /// shuts down. Cancels `closed` on the way out so the reader stops too.
 async fn write_frames(
     mut sink: SplitSink<WebSocket, Message>,
     mut queue: ClientQueue,
-    client: ClientHandle,
-    shutdown: CancellationToken,
+    signals: WriterSignals,
     closed: CancellationToken,
 ) {
     loop {
         tokio::select! {
             biased;
-            _ = client.lagged().cancelled() => {
+            _ = signals.reader_done.cancelled() => {
+                // Answers the client's close frame, or closes with the reader's reason.
+                let code = signals.close_code.load(Ordering::Acquire);
+                let reason = if code == CLOSE_TOO_BIG { "message too big" } else { "" };
+                let _ = sink.send(close_message(code, reason)).await;
+                let _ = sink.close().await;
+                break;
+            }
+            _ = signals.lagged.cancelled() => {
                 tracing::info!("client cannot keep up with its queue, closing it");
                 let error = ProtocolError::new(
                     ErrorCode::Lagged,
@@ -89,7 +122,7 @@ async fn write_frames(
                 let _ = sink.send(close_message(CLOSE_POLICY, "lagged")).await;
                 break;
             }
-            _ = shutdown.cancelled() => {
+            _ = signals.shutdown.cancelled() => {
                 let _ = sink.send(close_message(CLOSE_GOING_AWAY, "server shutting down")).await;
                 break;
             }
@@ -104,6 +137,18 @@ async fn write_frames(
         }
     }
     closed.cancel();
+}
+
+/// True for the error the WebSocket library returns for a frame over the size limit.
+fn is_too_big(err: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = source {
+        if let Some(tungstenite::Error::Capacity(_)) = cause.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 fn close_message(code: u16, reason: &'static str) -> Message {
@@ -122,14 +167,15 @@ struct ClientSession<'a> {
 }
 
 impl ClientSession<'_> {
+    /// Reads until the client closes or the connection fails; returns the close code to send.
     async fn read_frames(
         &mut self,
         mut stream: SplitStream<WebSocket>,
         closed: &CancellationToken,
-    ) {
+    ) -> u16 {
         loop {
             let message = tokio::select! {
-                _ = closed.cancelled() => break,
+                _ = closed.cancelled() => return CLOSE_NORMAL,
                 message = stream.next() => message,
             };
             match message {
@@ -138,11 +184,15 @@ impl ClientSession<'_> {
                     ErrorCode::InvalidMessage,
                     "binary frames are not accepted; send JSON text frames",
                 )),
-                Some(Ok(Message::Close(_))) | None => break,
+                Some(Ok(Message::Close(_))) | None => return CLOSE_NORMAL,
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Err(err)) => {
                     tracing::debug!(error = %err, "reading from the client failed");
-                    break;
+                    return if is_too_big(&err) {
+                        CLOSE_TOO_BIG
+                    } else {
+                        CLOSE_NORMAL
+                    };
                 }
             }
         }

@@ -138,3 +138,53 @@ async fn slow_client_is_closed_as_lagged() {
     assert_eq!(last["code"], "lagged");
     gateway.stop().await;
 }
+
+/// Reads until the server's close frame arrives and returns its code.
+async fn close_code(ws: &mut WsClient) -> Option<u16> {
+    use futures_util::StreamExt;
+    let deadline = Duration::from_secs(10);
+    loop {
+        let next = tokio::time::timeout(deadline, ws.socket_mut().next())
+            .await
+            .expect("the server answers within 10 s");
+        match next {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn close_is_answered_and_released() {
+    let cluster = support::start_cluster().await;
+    let db = support::connect(&cluster).await;
+    db.batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    let gateway = support::start_gateway(&cluster).await;
+
+    let mut ws = WsClient::connect(gateway.addr).await;
+    ws.subscribe("qail_table_t").await;
+    assert_eq!(gateway.hub.subscription_count(), 1);
+    ws.socket_mut().close(None).await.unwrap();
+    // The server's reply to our close frame ends the stream (the client library consumes it);
+    // a server that kept the connection open would time out here instead.
+    let code = close_code(&mut ws).await;
+    assert!(matches!(code, None | Some(1000)), "close code {code:?}");
+    support::wait_until(
+        Duration::from_secs(5),
+        "the subscription is released",
+        || {
+            let count = gateway.hub.subscription_count();
+            async move { count == 0 }
+        },
+    )
+    .await;
+
+    let mut ws = WsClient::connect(gateway.addr).await;
+    let huge = "x".repeat(17 * 1024 * 1024);
+    let _ = ws.socket_mut().send(Message::Text(huge.into())).await;
+    assert_eq!(close_code(&mut ws).await, Some(1009));
+    gateway.stop().await;
+}
