@@ -50,7 +50,7 @@ CREATE TABLE orders (
 CREATE PUBLICATION bench_pub FOR ALL TABLES;
 ";
 
-/// The values of order number `i`, as a select list: about 120 bytes of column text per row.
+/// The values of order number `i`, as a select list: about 100 bytes of column text per row.
 const ROW_VALUES: &str = "'customer-' || (i % 5000), \
      round((i % 100000) / 100.0 + 1, 2), \
      (ARRAY['pending', 'paid', 'shipped', 'cancelled'])[1 + i % 4], \
