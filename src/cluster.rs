@@ -176,9 +176,22 @@ impl EphemeralCluster {
         format!("postgres://{SUPERUSER}@127.0.0.1:{}/{dbname}", self.port)
     }
 
-    /// Path of a server program such as `psql` or `pg_recvlogical`.
+    /// Path of a server program such as `pg_ctl` or `pg_recvlogical`.
     pub fn program(&self, name: &str) -> PathBuf {
         self.binaries.program(name)
+    }
+
+    /// Path of a client program such as `psql`: beside the server binaries when it is there
+    /// (Debian keeps both in `/usr/lib/postgresql/<version>/bin`), else the first on PATH,
+    /// else the bare name.
+    pub fn client_program(&self, name: &str) -> PathBuf {
+        let beside = self.binaries.program(name);
+        if beside.is_file() {
+            return beside;
+        }
+        find_on_path(name)
+            .map(|dir| dir.join(name))
+            .unwrap_or_else(|| PathBuf::from(name))
     }
 
     fn init(&mut self, options: &ClusterOptions) -> Result<(), ClusterError> {

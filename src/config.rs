@@ -140,7 +140,7 @@ impl Config {
         let database_url = env("DATABASE_URL")
             .or(file.database_url)
             .ok_or(ConfigError::MissingDatabaseUrl)?;
-        let database = tokio_postgres::Config::from_str(&database_url).map_err(|err| {
+        let mut database = tokio_postgres::Config::from_str(&database_url).map_err(|err| {
             ConfigError::Invalid {
                 name: "DATABASE_URL",
                 message: format!(
@@ -149,6 +149,9 @@ impl Config {
                 ),
             }
         })?;
+        if database.get_application_name().is_none() {
+            database.application_name("walgate");
+        }
         let listen = env("WALGATE_LISTEN")
             .or(file.listen)
             .unwrap_or_else(|| "127.0.0.1:8080".into());

@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::cluster::{ClusterOptions, EphemeralCluster, PgBinaries};
 use crate::config::Config;
 use crate::gateway::Gateway;
@@ -34,17 +36,34 @@ pub enum DevError {
     Start(#[from] crate::gateway::StartError),
     #[error("the cluster start task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error(
+        "cannot listen on {listen} ({reason}); choose another address with --listen 127.0.0.1:PORT"
+    )]
+    PortInUse { listen: SocketAddr, reason: String },
 }
 
 /// Starts a throwaway cluster and the gateway on `listen`, prints what to try, and runs until
 /// Ctrl-C (or SIGTERM); then stops both and deletes the cluster.
 pub async fn run(listen: SocketAddr) -> Result<(), DevError> {
+    // Listening for Ctrl-C from the start replaces the default action (ending the process at
+    // once), so a stop during startup still removes the cluster.
+    let stop = CancellationToken::new();
+    let signal_stop = stop.clone();
+    tokio::spawn(async move {
+        wait_for_stop_signal().await;
+        signal_stop.cancel();
+    });
+    check_port_free(listen)?;
+
     let binaries = PgBinaries::locate()?;
     tracing::info!(bindir = %binaries.bindir.display(), "starting a throwaway PostgreSQL");
     let cluster = tokio::task::spawn_blocking(move || {
         EphemeralCluster::start(&binaries, &ClusterOptions::default())
     })
     .await??;
+    if stop.is_cancelled() {
+        return Ok(());
+    }
     load_demo_schema(&cluster).await?;
 
     let url = cluster.url("postgres");
@@ -53,10 +72,13 @@ pub async fn run(listen: SocketAddr) -> Result<(), DevError> {
         "WALGATE_LISTEN" => Some(listen.to_string()),
         _ => None,
     })?;
-    let gateway = Gateway::start(config).await?;
+    let gateway = tokio::select! {
+        gateway = Gateway::start(config) => gateway?,
+        _ = stop.cancelled() => return Ok(()),
+    };
     print_instructions(&cluster, gateway.addr);
 
-    wait_for_stop_signal().await;
+    stop.cancelled().await;
     tracing::info!("stopping the gateway and removing the throwaway cluster");
     gateway.stop().await;
     drop(cluster);
@@ -76,8 +98,18 @@ async fn load_demo_schema(cluster: &EphemeralCluster) -> Result<(), tokio_postgr
     Ok(())
 }
 
+/// Fails early, before a cluster is created, when the gateway's address is taken.
+fn check_port_free(listen: SocketAddr) -> Result<(), DevError> {
+    std::net::TcpListener::bind(listen)
+        .map(drop)
+        .map_err(|err| DevError::PortInUse {
+            listen,
+            reason: err.to_string(),
+        })
+}
+
 fn print_instructions(cluster: &EphemeralCluster, addr: SocketAddr) {
-    let psql = cluster.program("psql").display().to_string();
+    let psql = cluster.client_program("psql").display().to_string();
     let url = cluster.url("postgres");
     let exe = std::env::current_exe()
         .map(|path| path.display().to_string())

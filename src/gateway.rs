@@ -93,6 +93,13 @@ impl Gateway {
         config: Config,
         extra_consumers: Vec<Arc<dyn Consumer>>,
     ) -> Result<Gateway, StartError> {
+        let replication_config = ReplicatorConfig {
+            status_interval: config.status_interval,
+            ..ReplicatorConfig::new(config.database.clone(), &config.slot, &config.publication)
+        };
+        // Server settings and privileges first, so nothing is written to a database that
+        // cannot be served.
+        replicator::check(&replication_config).await?;
         let (mut client, connection) = config
             .database
             .connect(tokio_postgres::NoTls)
@@ -102,11 +109,6 @@ impl Gateway {
         migrate::apply(&mut client).await?;
         drop(client);
         let _ = connection.await;
-
-        let replication_config = ReplicatorConfig {
-            status_interval: config.status_interval,
-            ..ReplicatorConfig::new(config.database.clone(), &config.slot, &config.publication)
-        };
         replicator::prepare(&replication_config).await?;
         let webhook_db = Arc::new(SharedClient::new(config.database.clone(), "webhooks"));
         let triggers =

@@ -1,5 +1,6 @@
 //! The `walgate` command: parses the command line and wires the parts together.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +55,7 @@ async fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let result = match Cli::parse().command {
         Command::Serve { config } => serve(config).await,
@@ -65,7 +67,6 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            tracing::error!(error = %message, "walgate stopped");
             eprintln!("error: {message}");
             ExitCode::FAILURE
         }
@@ -94,9 +95,18 @@ async fn subscribe(url: &str, channel: &str) -> Result<(), String> {
         .map_err(|err| format!("sending the subscription failed: {err}"))?;
     while let Some(message) = socket.next().await {
         match message.map_err(|err| format!("connection to {url} failed: {err}"))? {
-            Message::Text(text) => println!("{text}"),
+            Message::Text(text) => {
+                println!("{text}");
+                let reply: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                if reply["type"] == "error" && reply["channel"] == channel {
+                    return Err(format!("subscription to {channel} rejected"));
+                }
+            }
             Message::Close(frame) => {
-                return Err(format!("the gateway closed the connection: {frame:?}"));
+                let reason = frame
+                    .map(|frame| format!("code {}, {}", u16::from(frame.code), frame.reason))
+                    .unwrap_or_else(|| "no reason given".into());
+                return Err(format!("the gateway closed the connection ({reason})"));
             }
             _ => {}
         }

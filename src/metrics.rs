@@ -33,8 +33,34 @@ pub const WEBHOOK_DEAD: &str = "walgate_webhook_dead_total";
 /// Duration of webhook requests.
 pub const WEBHOOK_REQUEST_SECONDS: &str = "walgate_webhook_request_seconds";
 
-/// Describes every metric once, so the exporter prints help text.
+/// Describes every metric once, so the exporter prints help text, and registers each unlabelled
+/// one at zero, so dashboards and alerts see every series from startup on.
 pub fn describe() {
+    describe_all();
+    for counter in [
+        REPLICATION_EVENTS,
+        REPLICATION_TRANSACTIONS,
+        REPLICATION_RECEIVED_BYTES,
+        REPLICATION_RECONNECTS,
+        DECODE_UNCONVERTIBLE_VALUES,
+        WEBSOCKET_LAGGED,
+        WEBSOCKET_NOTIFICATIONS,
+        WEBHOOK_DELIVERED,
+        WEBHOOK_RETRIES,
+        WEBHOOK_DEAD,
+    ] {
+        metrics::counter!(counter).absolute(0);
+    }
+    for gauge in [
+        REPLICATION_LAG_BYTES,
+        REPLICATION_CONFIRMED_LSN,
+        WEBSOCKET_CLIENTS,
+    ] {
+        metrics::gauge!(gauge).set(0.0);
+    }
+}
+
+fn describe_all() {
     use metrics::{describe_counter, describe_gauge};
     describe_counter!(REPLICATION_EVENTS, "Change events decoded from the WAL");
     describe_counter!(

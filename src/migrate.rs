@@ -53,7 +53,8 @@ pub async fn apply(client: &mut Client) -> Result<usize, MigrationError> {
     let transaction = client.transaction().await.map_err(fail(0, "begin"))?;
     transaction
         .batch_execute(&format!(
-            "SELECT pg_advisory_xact_lock({LOCK_KEY});
+            "SET LOCAL client_min_messages = warning;
+             SELECT pg_advisory_xact_lock({LOCK_KEY});
              CREATE SCHEMA IF NOT EXISTS walgate;
              CREATE TABLE IF NOT EXISTS walgate.schema_migrations (
                  version integer PRIMARY KEY,

@@ -15,6 +15,7 @@ use tracing::Instrument;
 use super::AppState;
 use crate::metrics as names;
 use crate::realtime::channel::Channel;
+use crate::realtime::hub::table_key;
 use crate::realtime::protocol::{
     parse_client_message, ClientMessage, ErrorCode, ProtocolError, ServerMessage,
 };
@@ -162,8 +163,8 @@ fn close_message(code: u16, reason: &'static str) -> Message {
 struct ClientSession<'a> {
     state: &'a AppState,
     client: &'a ClientHandle,
-    /// Table subscriptions of this client: channel name to relation OID.
-    tables: HashMap<String, u32>,
+    /// Table subscriptions of this client: channel name to the hub's table key.
+    tables: HashMap<String, String>,
 }
 
 impl ClientSession<'_> {
@@ -283,7 +284,10 @@ impl ClientSession<'_> {
         let Some(info) = info else {
             return Err(ProtocolError::new(
                 ErrorCode::UnknownTable,
-                format!("table \"{schema}\".\"{table}\" does not exist (names are case-sensitive)"),
+                format!(
+                    "table \"{schema}\".\"{table}\" does not exist (names are case-sensitive; \
+                     views and walgate's own tables have no change events)"
+                ),
             ));
         };
         if !info.published {
@@ -291,21 +295,28 @@ impl ClientSession<'_> {
                 ErrorCode::NotPublished,
                 format!(
                     "table \"{schema}\".\"{table}\" is not in publication {:?}, so its changes \
-                     never reach the gateway; add it with ALTER PUBLICATION ... ADD TABLE",
+                     never reach the gateway; add it with ALTER PUBLICATION ... ADD TABLE, or \
+                     subscribe to its partitioned table if it is a partition",
                     self.state.publication
                 ),
             ));
         }
         // Register before acknowledging, so every event after `subscribed` is delivered.
-        self.state.hub.subscribe(info.oid, name, self.client);
-        self.tables.insert(name.to_string(), info.oid);
+        let key = table_key(&schema, &table);
+        self.state.hub.subscribe(&key, name, self.client);
+        self.tables.insert(name.to_string(), key);
         self.reply(ServerMessage::Subscribed { channel: name }.to_text());
         Ok(())
     }
 
     fn unsubscribe(&mut self, name: &str) {
-        if let Some(oid) = self.tables.remove(name) {
-            self.state.hub.unsubscribe(oid, name, self.client.id);
+        if let Err(err) = Channel::parse(name) {
+            return self.reply_error(
+                ProtocolError::new(ErrorCode::InvalidChannel, err.to_string()).with_channel(name),
+            );
+        }
+        if let Some(key) = self.tables.remove(name) {
+            self.state.hub.unsubscribe(&key, name, self.client.id);
         }
         // Unsubscribing from a channel the client does not hold is answered the same way, so
         // the call is idempotent.

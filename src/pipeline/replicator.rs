@@ -75,7 +75,15 @@ pub async fn prepare(config: &ReplicatorConfig) -> Result<(), StreamError> {
     let client = connect_catalog(&config.database).await?;
     setup::check_server(&client, &config.slot).await?;
     setup::ensure_publication(&client, &config.publication).await?;
+    setup::warn_tables_without_identity(&client, &config.publication).await;
     setup::ensure_slot(&client, &config.slot).await?;
+    Ok(())
+}
+
+/// Runs only the server checks of [`prepare`], before anything is written to the database.
+pub async fn check(config: &ReplicatorConfig) -> Result<(), StreamError> {
+    let client = connect_catalog(&config.database).await?;
+    setup::check_server(&client, &config.slot).await?;
     Ok(())
 }
 

@@ -112,8 +112,9 @@ struct Subscriber {
 /// Table subscriptions and the delivery of change events to them.
 #[derive(Debug, Default)]
 pub struct Hub {
-    /// Subscribers by relation OID.
-    tables: DashMap<u32, Vec<Subscriber>>,
+    /// Subscribers by table, keyed by [`table_key`]. Keys are names rather than OIDs, so a
+    /// subscription follows a table that is dropped and created again under the same name.
+    tables: DashMap<String, Vec<Subscriber>>,
     /// The last event delivered. After the stream restarts, PostgreSQL sends again the
     /// transactions after the confirmed position; events up to this one were already
     /// delivered and are skipped.
@@ -124,8 +125,8 @@ impl Hub {
     /// Adds a subscription. Events for the relation are delivered from the next batch on, so
     /// the caller may acknowledge the subscription once this returns. Returns false when the
     /// client already holds this channel.
-    pub fn subscribe(&self, relation_oid: u32, channel: &str, client: &ClientHandle) -> bool {
-        let mut subscribers = self.tables.entry(relation_oid).or_default();
+    pub fn subscribe(&self, table: &str, channel: &str, client: &ClientHandle) -> bool {
+        let mut subscribers = self.tables.entry(table.to_string()).or_default();
         let duplicate = subscribers
             .iter()
             .any(|s| s.client.id == client.id && &*s.channel == channel);
@@ -139,15 +140,15 @@ impl Hub {
     }
 
     /// Removes one subscription; returns whether it existed.
-    pub fn unsubscribe(&self, relation_oid: u32, channel: &str, client: ClientId) -> bool {
+    pub fn unsubscribe(&self, table: &str, channel: &str, client: ClientId) -> bool {
         let mut removed = false;
-        if let Some(mut subscribers) = self.tables.get_mut(&relation_oid) {
+        if let Some(mut subscribers) = self.tables.get_mut(table) {
             let before = subscribers.len();
             subscribers.retain(|s| !(s.client.id == client && &*s.channel == channel));
             removed = subscribers.len() != before;
         }
         self.tables
-            .remove_if(&relation_oid, |_, subscribers| subscribers.is_empty());
+            .remove_if(table, |_, subscribers| subscribers.is_empty());
         removed
     }
 
@@ -178,12 +179,22 @@ impl Hub {
                 continue;
             }
             *last_delivered = Some(id);
-            if let Some(subscribers) = self.tables.get(&encoded.event.relation_oid) {
+            let key = table_key(&encoded.event.schema, &encoded.event.table);
+            if let Some(subscribers) = self.tables.get(&key) {
                 queued += fan_out(encoded, &subscribers);
             }
         }
         metrics::counter!(names::WEBSOCKET_NOTIFICATIONS).increment(queued);
     }
+}
+
+/// The hub's key for a table: schema and name joined by a NUL byte, which neither can contain.
+pub fn table_key(schema: &str, table: &str) -> String {
+    let mut key = String::with_capacity(schema.len() + table.len() + 1);
+    key.push_str(schema);
+    key.push('\0');
+    key.push_str(table);
+    key
 }
 
 fn fan_out(encoded: &EncodedEvent, subscribers: &[Subscriber]) -> u64 {

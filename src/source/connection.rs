@@ -354,6 +354,8 @@ impl ReplicationStream {
                     return ReplicationMessage::parse(body.into_bytes()).map(Some);
                 }
                 Message::CopyDone => self.server_done = true,
+                // A server shutting down may end the command without a CopyDone first.
+                Message::CommandComplete(_) | Message::ReadyForQuery(_) => self.server_done = true,
                 Message::ErrorResponse(body) => return Err(server_error(&body)),
                 Message::NoticeResponse(body) => log_notice(&body),
                 Message::ParameterStatus(_) => {}

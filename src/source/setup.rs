@@ -148,6 +148,40 @@ pub async fn ensure_publication(client: &Client, publication: &str) -> Result<()
     }
 }
 
+/// Logs a warning naming the published tables that have no replica identity (no primary key
+/// and `REPLICA IDENTITY DEFAULT`, or `NOTHING`): PostgreSQL rejects UPDATE and DELETE on such
+/// tables while a publication that publishes those operations includes them.
+pub async fn warn_tables_without_identity(client: &Client, publication: &str) {
+    let rows = client
+        .query(
+            "SELECT format('%I.%I', p.schemaname, p.tablename)
+             FROM pg_publication_tables p
+             JOIN pg_namespace n ON n.nspname = p.schemaname
+             JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename
+             JOIN pg_publication pub ON pub.pubname = p.pubname
+             WHERE p.pubname = $1 AND (pub.pubupdate OR pub.pubdelete)
+               AND (c.relreplident = 'n'
+                    OR (c.relreplident = 'd' AND NOT EXISTS (
+                        SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)))
+             ORDER BY 1",
+            &[&publication],
+        )
+        .await;
+    match rows {
+        Ok(rows) if !rows.is_empty() => {
+            let tables: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+            tracing::warn!(
+                publication,
+                tables = %tables.join(", "),
+                "published tables without a replica identity reject UPDATE and DELETE; add a \
+                 primary key or run ALTER TABLE ... REPLICA IDENTITY FULL on each"
+            );
+        }
+        Ok(_) => {}
+        Err(err) => tracing::debug!(error = %error_chain(&err), "replica identity check failed"),
+    }
+}
+
 /// Creates the logical slot with `pgoutput` unless it exists, and returns the position to
 /// stream from: the slot's `confirmed_flush_lsn`.
 pub async fn ensure_slot(client: &Client, slot: &str) -> Result<Lsn, SetupError> {

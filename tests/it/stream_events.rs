@@ -225,3 +225,23 @@ async fn json_without_jsonb_form_is_sent_as_text() {
     );
     gateway.stop().await;
 }
+
+#[tokio::test]
+async fn subscription_follows_recreated_table() {
+    let cluster = support::start_cluster().await;
+    let db = support::connect(&cluster).await;
+    db.batch_execute("CREATE TABLE rec (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    let gateway = support::start_gateway(&cluster).await;
+    let mut ws = WsClient::connect(gateway.addr).await;
+    ws.subscribe("qail_table_rec").await;
+    db.batch_execute("DROP TABLE rec; CREATE TABLE rec (id int PRIMARY KEY, label text); INSERT INTO rec VALUES (1, 'again')")
+        .await
+        .unwrap();
+    assert_eq!(
+        ws.next_event().await["data"]["new"],
+        json!({"id": 1, "label": "again"})
+    );
+    gateway.stop().await;
+}

@@ -114,7 +114,7 @@ async fn operations_deliver_exact_payloads() {
             "timestamp": body["timestamp"],
         })
     );
-    assert!(body["data"]["new"]["total"].to_string() == "150.00");
+    assert_eq!(body["data"]["new"]["total"].to_string(), "150.00");
     let timestamp = body["timestamp"].as_str().unwrap();
     assert!(
         timestamp.ends_with('Z') && timestamp.contains('T'),

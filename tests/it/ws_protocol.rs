@@ -58,7 +58,8 @@ async fn bad_input_gets_errors_and_keeps_serving() {
     assert_eq!(reply["channel"], "qail_table_nope");
     assert_eq!(
         reply["message"],
-        "table \"public\".\"nope\" does not exist (names are case-sensitive)"
+        "table \"public\".\"nope\" does not exist (names are case-sensitive; views and \
+         walgate's own tables have no change events)"
     );
 
     ws.send(json!({"type": "subscribe", "channel": "table:orders"}))
