@@ -75,10 +75,26 @@ async fn main() -> ExitCode {
 
 async fn serve(config_path: Option<PathBuf>) -> Result<(), String> {
     let config = Config::load(config_path.as_deref()).map_err(|err| err.to_string())?;
+    // Installed before startup, so an early SIGHUP cannot end the process.
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|err| format!("cannot listen for SIGHUP: {err}"))?;
     let gateway = Gateway::start(config)
         .await
         .map_err(|err| err.to_string())?;
-    walgate::dev::wait_for_stop_signal().await;
+    let stop = walgate::dev::wait_for_stop_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = hangups.recv() => match gateway.reload_triggers().await {
+                Ok(count) => tracing::info!(triggers = count, "reloaded trigger definitions"),
+                Err(err) => tracing::error!(
+                    error = %err,
+                    "trigger reload failed; the previous triggers stay in force"
+                ),
+            },
+        }
+    }
     tracing::info!("shutting down");
     gateway.stop().await;
     Ok(())

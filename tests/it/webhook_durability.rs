@@ -252,3 +252,68 @@ async fn endpoint_down_keeps_slot_moving() {
     assert_eq!(ids.len(), 500);
     gateway.stop().await;
 }
+
+#[tokio::test]
+async fn sighup_reloads_triggers() {
+    let cluster = support::start_cluster().await;
+    let db = support::connect(&cluster).await;
+    db.batch_execute("CREATE TABLE items (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    let receiver = Receiver::start().await;
+    let first = format!(
+        "- name: first\n  table: items\n  operations: [create]\n  webhook_url: \"{}\"\n",
+        receiver.url("/first")
+    );
+    let triggers = trigger_file(&first);
+    let path = triggers.path().display().to_string();
+    let gateway =
+        GatewayProcess::start(&cluster, None, &[("WALGATE_TRIGGERS", path.as_str())]).await;
+    let hangup = || {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &gateway.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+
+    db.batch_execute("INSERT INTO items VALUES (1)")
+        .await
+        .unwrap();
+    receiver
+        .wait_for("/first", 1, Duration::from_secs(20))
+        .await;
+
+    let second = format!(
+        "{first}- name: second\n  table: items\n  operations: [create]\n  webhook_url: \"{}\"\n",
+        receiver.url("/second")
+    );
+    std::fs::write(triggers.path(), second).unwrap();
+    hangup();
+    // The reload is done once a row inserted afterwards reaches the new trigger.
+    let mut id = 2;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while receiver.received_on("/second").is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new trigger never fired"
+        );
+        db.batch_execute(&format!("INSERT INTO items VALUES ({id})"))
+            .await
+            .unwrap();
+        id += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    std::fs::write(triggers.path(), "- name: broken\n  table: no_such_table\n").unwrap();
+    hangup();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = receiver.received_on("/second").len();
+    db.batch_execute(&format!("INSERT INTO items VALUES ({id})"))
+        .await
+        .unwrap();
+    receiver
+        .wait_for("/second", before + 1, Duration::from_secs(20))
+        .await;
+    drop(gateway);
+}
