@@ -287,6 +287,15 @@ fn websocket_limits(file: WebSocketFile) -> Result<WebSocketLimits, ConfigError>
             .client_queue_bytes
             .unwrap_or(defaults.client_queue_bytes),
     };
+    if limits.max_message_bytes < 1024 {
+        return Err(ConfigError::Invalid {
+            name: "websocket.max_message_bytes",
+            message: format!(
+                "{} is too small to hold a subscribe message; use at least 1024",
+                limits.max_message_bytes
+            ),
+        });
+    }
     if limits.max_frame_bytes < limits.max_message_bytes {
         return Err(ConfigError::Invalid {
             name: "websocket.max_frame_bytes",

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::pgoutput::RelationMessage;
-use super::types::{PgType, TypeError, TypeRegistry};
+use super::types::{PgType, TypeError, TypeKind, TypeRegistry};
 
 /// A table as of the latest Relation message.
 #[derive(Debug)]
@@ -47,7 +47,11 @@ impl RelationCache {
     ) -> Result<Arc<Relation>, TypeError> {
         let mut columns = Vec::with_capacity(message.columns.len());
         for column in &message.columns {
-            let pg_type = types.resolve(column.type_oid).await?;
+            let pg_type = match types.resolve(column.type_oid).await {
+                Ok(pg_type) => pg_type,
+                Err(TypeError::NotFound { oid, .. }) => dropped_type(message, column.name, oid),
+                Err(err) => return Err(err),
+            };
             let mut json_key = serde_json::to_string(column.name).unwrap_or_default();
             json_key.push(':');
             columns.push(Column {
@@ -81,4 +85,24 @@ impl RelationCache {
     pub fn clear(&mut self) {
         self.relations.clear();
     }
+}
+
+/// Stands in for a column type that no longer exists in the catalog.
+///
+/// Types are looked up in the current catalog, not the one in force when the change was
+/// written, so a change to a table whose column type was dropped later (while the gateway was
+/// stopped or behind) cannot be resolved. Stopping would stall the slot for good, so the
+/// column's values are passed on as their text, and the case is logged.
+fn dropped_type(message: &RelationMessage<'_>, column: &str, oid: u32) -> Arc<PgType> {
+    tracing::warn!(
+        table = %format!("{}.{}", message.namespace, message.name),
+        column,
+        type_oid = oid,
+        "column type no longer exists in the catalog; sending the column's values as text"
+    );
+    Arc::new(PgType {
+        oid,
+        name: format!("dropped type {oid}"),
+        kind: TypeKind::Text,
+    })
 }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
@@ -26,6 +27,9 @@ use tokio_tungstenite::tungstenite;
 const CLOSE_POLICY: u16 = 1008;
 /// Close code 1001 (going away), sent when the server shuts down.
 const CLOSE_GOING_AWAY: u16 = 1001;
+/// How long a lagged client has to take a frame already being sent, and then its `lagged`
+/// error, before the connection is dropped without them.
+const LAG_GRACE: Duration = Duration::from_secs(10);
 /// Close code 1000 (normal closure), the answer to a client's close frame.
 const CLOSE_NORMAL: u16 = 1000;
 /// Close code 1009 (message too big), sent after a frame over `max_frame_bytes`.
@@ -119,8 +123,11 @@ async fn write_frames(
                     ErrorCode::Lagged,
                     "this client fell behind and its queue is full; reconnect and subscribe again",
                 );
-                let _ = sink.send(Message::Text(error.to_text().into())).await;
-                let _ = sink.send(close_message(CLOSE_POLICY, "lagged")).await;
+                let farewell = async {
+                    sink.send(Message::Text(error.to_text().into())).await?;
+                    sink.send(close_message(CLOSE_POLICY, "lagged")).await
+                };
+                let _ = tokio::time::timeout(LAG_GRACE, farewell).await;
                 break;
             }
             _ = signals.shutdown.cancelled() => {
@@ -129,9 +136,22 @@ async fn write_frames(
             }
             frame = queue.recv() => {
                 let Some(frame) = frame else { break };
-                let sent = sink.send(Message::Text(Utf8Bytes::from(&*frame))).await;
+                // A client that stops reading blocks the send once the socket buffers fill;
+                // lagging or shutdown then drops the connection instead of waiting forever.
+                let send = sink.send(Message::Text(Utf8Bytes::from(&*frame)));
+                tokio::pin!(send);
+                let sent = tokio::select! {
+                    sent = &mut send => sent.is_ok(),
+                    // A lagged client gets a grace period to take the frame, so that the
+                    // `lagged` error can still reach it.
+                    _ = signals.lagged.cancelled() => {
+                        matches!(tokio::time::timeout(LAG_GRACE, &mut send).await, Ok(Ok(())))
+                    }
+                    _ = signals.shutdown.cancelled() => false,
+                    _ = signals.reader_done.cancelled() => false,
+                };
                 queue.release(&frame);
-                if sent.is_err() {
+                if !sent {
                     break;
                 }
             }

@@ -115,7 +115,9 @@ pub async fn run(
             if shutdown.is_cancelled() {
                 break;
             }
-            if session.received_data {
+            // Only a session that confirmed a transaction resets the backoff, so an error that
+            // recurs on the same change backs off instead of retrying at full speed.
+            if session.progressed {
                 failures = 0;
             }
             failures = failures.saturating_add(1);
@@ -161,7 +163,8 @@ struct Session<'a> {
     /// The position last sent to the server as flushed.
     reported: Lsn,
     last_status: Instant,
-    received_data: bool,
+    /// True once the session confirmed a position past where it started.
+    progressed: bool,
 }
 
 impl<'a> Session<'a> {
@@ -181,14 +184,26 @@ impl<'a> Session<'a> {
             confirmed: Lsn::INVALID,
             reported: Lsn::INVALID,
             last_status: Instant::now(),
-            received_data: false,
+            progressed: false,
         }
     }
 
     async fn stream(&mut self) -> Result<(), StreamError> {
         let catalog = Arc::new(connect_catalog(&self.config.database).await?);
         setup::ensure_publication(&catalog, &self.config.publication).await?;
-        let start = setup::ensure_slot(&catalog, &self.config.slot).await?;
+        let start = match setup::existing_slot(&catalog, &self.config.slot).await? {
+            Some(start) => start,
+            None => {
+                let start = setup::ensure_slot(&catalog, &self.config.slot).await?;
+                tracing::error!(
+                    slot = %self.config.slot,
+                    %start,
+                    "the replication slot was missing and has been created again: changes \
+                     committed while it was missing were not captured"
+                );
+                start
+            }
+        };
         let mut decoder = Decoder::new(TypeRegistry::new(catalog));
 
         let client = ReplicationClient::connect(&self.config.database).await?;
@@ -228,7 +243,7 @@ impl<'a> Session<'a> {
                     return Ok(());
                 }
                 message = stream.recv() => {
-                    match message? {
+                    match message.map_err(explain_source_error)? {
                         Some(message) => self.handle(&mut stream, decoder, message).await?,
                         None => return Err(StreamError::EndedByServer),
                     }
@@ -252,7 +267,6 @@ impl<'a> Session<'a> {
                 ..
             } => {
                 self.received = self.received.max(wal_end);
-                self.received_data = true;
                 metrics::counter!(names::REPLICATION_RECEIVED_BYTES).increment(data.len() as u64);
                 let decoded = decoder.decode(&data, wal_start).await?;
                 self.apply(decoded).await
@@ -289,6 +303,7 @@ impl<'a> Session<'a> {
             }
             Decoded::Commit { end_lsn, .. } => {
                 self.flush_batch().await?;
+                self.progressed |= end_lsn > self.confirmed;
                 self.confirmed = self.confirmed.max(end_lsn);
                 metrics::counter!(names::REPLICATION_TRANSACTIONS).increment(1);
                 Ok(())
@@ -349,4 +364,20 @@ impl<'a> Session<'a> {
         tracing::trace!(confirmed = %self.confirmed, received = %self.received, "sent status update");
         Ok(())
     }
+}
+
+/// Adds the fix to a server error that needs one from a person.
+fn explain_source_error(err: SourceError) -> StreamError {
+    let dropped_publication =
+        err.sqlstate() == Some("42704") && err.to_string().contains("publication");
+    if dropped_publication {
+        tracing::error!(
+            error = %err,
+            "the publication was dropped while the slot was behind it; PostgreSQL decodes with \
+             the catalog as of the slot's position, so a publication created again later is not \
+             seen. Drop the slot (pg_drop_replication_slot) to start over from now; changes not \
+             yet streamed are then lost"
+        );
+    }
+    StreamError::Source(err)
 }

@@ -30,6 +30,18 @@ pub enum ChannelError {
     MissingTable(String),
     #[error("channel {0:?} must be table:<schema>.<table>, with a dot between schema and table")]
     MissingSchema(String),
+    #[error("channel {0:?} names {1:?}, which is not a valid PostgreSQL name: names are 1 to 63 bytes without NUL")]
+    InvalidName(String, String),
+}
+
+/// PostgreSQL's longest identifier (`NAMEDATALEN - 1`).
+const MAX_IDENTIFIER_BYTES: usize = 63;
+
+fn check_identifier(channel: &str, name: &str) -> Result<(), ChannelError> {
+    if name.is_empty() || name.len() > MAX_IDENTIFIER_BYTES || name.contains('\0') {
+        return Err(ChannelError::InvalidName(channel.into(), name.into()));
+    }
+    Ok(())
 }
 
 impl Channel {
@@ -45,6 +57,7 @@ impl Channel {
             if table.is_empty() {
                 return Err(ChannelError::MissingTable(name.into()));
             }
+            check_identifier(name, table)?;
             return Ok(Channel::Table {
                 schema: "public".into(),
                 table: table.into(),
@@ -57,6 +70,8 @@ impl Channel {
             if schema.is_empty() || table.is_empty() {
                 return Err(ChannelError::MissingSchema(name.into()));
             }
+            check_identifier(name, schema)?;
+            check_identifier(name, table)?;
             return Ok(Channel::Table {
                 schema: schema.into(),
                 table: table.into(),

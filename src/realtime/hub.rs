@@ -76,14 +76,17 @@ impl ClientHandle {
     }
 
     /// Queues a frame. Returns false, and marks the client lagged, when the frame does not fit
-    /// in the queue's byte budget; returns false when the client is gone.
+    /// in the queue's byte budget (a frame into an empty queue always fits); returns false when
+    /// the client is gone.
     pub fn send(&self, frame: Arc<str>) -> bool {
         if self.lagged.is_cancelled() {
             return false;
         }
         let size = frame.len();
         let before = self.queued_bytes.fetch_add(size, Ordering::AcqRel);
-        if before + size > self.max_queued_bytes {
+        // A frame larger than the whole budget still goes to a client that has nothing
+        // queued, so one huge row does not count as falling behind.
+        if before > 0 && before + size > self.max_queued_bytes {
             self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
             metrics::counter!(names::WEBSOCKET_LAGGED).increment(1);
             self.lagged.cancel();

@@ -207,7 +207,8 @@ pub async fn ensure_slot(client: &Client, slot: &str) -> Result<Lsn, SetupError>
     }
 }
 
-async fn existing_slot(client: &Client, slot: &str) -> Result<Option<Lsn>, SetupError> {
+/// The position of an existing slot of this database, or None when there is none.
+pub async fn existing_slot(client: &Client, slot: &str) -> Result<Option<Lsn>, SetupError> {
     let row = client
         .query_opt(
             "SELECT plugin, slot_type, database = current_database(), confirmed_flush_lsn::text

@@ -245,3 +245,31 @@ async fn subscription_follows_recreated_table() {
     );
     gateway.stop().await;
 }
+
+#[tokio::test]
+async fn dropped_column_type_does_not_stall_stream() {
+    let cluster = support::start_cluster().await;
+    let db = support::connect(&cluster).await;
+    db.batch_execute("CREATE TABLE later (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    let gateway = support::start_gateway(&cluster).await;
+    let mut ws = WsClient::connect(gateway.addr).await;
+    ws.subscribe("qail_table_later").await;
+
+    db.batch_execute(
+        "BEGIN;
+         CREATE TYPE mood AS ENUM ('happy');
+         CREATE TABLE moods (id int PRIMARY KEY, m mood);
+         INSERT INTO moods VALUES (1, 'happy');
+         COMMIT;
+         DROP TABLE moods;
+         DROP TYPE mood;
+         INSERT INTO later VALUES (1);",
+    )
+    .await
+    .unwrap();
+    assert_eq!(ws.next_event().await["data"]["new"], json!({"id": 1}));
+    assert!(gateway.health.is_streaming());
+    gateway.stop().await;
+}

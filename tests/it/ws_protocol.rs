@@ -110,6 +110,15 @@ async fn slow_client_is_closed_as_lagged() {
     let gateway = support::start_gateway_with(config).await;
     let mut slow = WsClient::connect(gateway.addr).await;
     slow.subscribe("qail_table_blobs").await;
+    // The slow client reads about 200 messages a second, far below the rate of the stream.
+    let slow_reader = tokio::spawn(async move {
+        let mut last = None;
+        while let Some(message) = slow.try_recv(Duration::from_secs(20)).await {
+            last = Some(message);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        last
+    });
     let mut fast = WsClient::connect(gateway.addr).await;
     fast.subscribe("qail_table_blobs").await;
 
@@ -130,11 +139,10 @@ async fn slow_client_is_closed_as_lagged() {
         }
     }
 
-    let mut last = None;
-    while let Some(message) = slow.try_recv(Duration::from_secs(5)).await {
-        last = Some(message);
-    }
-    let last = last.expect("the slow client received something");
+    let last = slow_reader
+        .await
+        .unwrap()
+        .expect("the slow client received something");
     assert_eq!(last["type"], "error");
     assert_eq!(last["code"], "lagged");
     gateway.stop().await;
