@@ -42,7 +42,15 @@ impl PgBinaries {
     /// `/usr/lib/postgresql/<version>/bin` (Debian's layout, which keeps them off PATH).
     pub fn locate() -> Result<Self, ClusterError> {
         if let Some(dir) = find_on_path("initdb") {
-            return Ok(Self { bindir: dir });
+            // A PATH entry may hold only links to some server programs (as /usr/local/bin does
+            // on some machines), so the directory of the real initdb is used.
+            let real = fs::canonicalize(dir.join("initdb")).ok();
+            let bindir = real
+                .as_deref()
+                .and_then(Path::parent)
+                .map(Path::to_path_buf)
+                .unwrap_or(dir);
+            return Ok(Self { bindir });
         }
         if let Some(dir) = pg_config_bindir() {
             return Ok(Self { bindir: dir });

@@ -87,7 +87,7 @@ async fn serve_client(socket: WebSocket, state: AppState) {
     .await
 }
 
-/// What makes a writer task stop besides its socket failing.
+/// Signals that stop a writer task, besides a failed socket.
 struct WriterSignals {
     lagged: CancellationToken,
     shutdown: CancellationToken,

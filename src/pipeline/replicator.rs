@@ -52,7 +52,7 @@ impl ReplicatorConfig {
     }
 }
 
-/// Why one streaming session ended.
+/// The reason one streaming session ended.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
     #[error(transparent)]

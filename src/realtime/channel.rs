@@ -1,6 +1,6 @@
 //! WebSocket channel names.
 
-/// What a channel name refers to.
+/// The target of a channel name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Channel {
     /// Change events of one table: `qail_table_<table>` (schema `public`) or

@@ -41,7 +41,7 @@ pub struct ClientQueue {
 }
 
 impl ClientQueue {
-    /// The next frame; None once every handle is dropped. Cancellation safe.
+    /// Receives the next frame, or None once every handle is dropped. Cancellation safe.
     pub async fn recv(&mut self) -> Option<Arc<str>> {
         self.receiver.recv().await
     }
@@ -191,7 +191,7 @@ impl Hub {
     }
 }
 
-/// The hub's key for a table: schema and name joined by a NUL byte, which neither can contain.
+/// Builds the hub key of a table: schema and name joined by a NUL byte, which neither contains.
 pub fn table_key(schema: &str, table: &str) -> String {
     let mut key = String::with_capacity(schema.len() + table.len() + 1);
     key.push_str(schema);
