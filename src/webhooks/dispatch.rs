@@ -349,9 +349,12 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Deletes delivered rows older than the retention, once a minute.
+    /// Deletes delivered rows older than the retention: every 20 poll intervals, at most once
+    /// a minute and at least once a second apart.
     async fn delete_expired(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut ticker = tokio::time::interval(Duration::from_secs(60));
+        let period =
+            (self.config.poll_interval * 20).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let mut ticker = tokio::time::interval(period);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,

@@ -389,3 +389,51 @@ async fn retries_dead_letters_and_redirects() {
         .await;
     gateway.stop().await;
 }
+
+#[tokio::test]
+async fn retry_after_and_retention_apply() {
+    let cluster = support::start_cluster().await;
+    let db = support::connect(&cluster).await;
+    db.batch_execute(SCHEMA).await.unwrap();
+    let receiver = Receiver::start().await;
+    receiver.script(
+        "/busy",
+        vec![Reply {
+            headers: vec![("retry-after", "2".to_string())],
+            ..Reply::status(429)
+        }],
+    );
+    let triggers = trigger_file(&format!(
+        "- name: busy\n  table: orders\n  operations: [create]\n  webhook_url: \"{}\"\n",
+        receiver.url("/busy")
+    ));
+    let yaml = format!("{}  retention_hours: 0\n", config_yaml(&triggers));
+    let gateway = support::start_gateway_with(support::gateway_config_with(&cluster, &yaml)).await;
+
+    db.batch_execute("INSERT INTO orders VALUES (1, 1, 'x', NULL)")
+        .await
+        .unwrap();
+    receiver.wait_for("/busy", 1, Duration::from_secs(20)).await;
+    let first = std::time::Instant::now();
+    receiver.wait_for("/busy", 2, Duration::from_secs(20)).await;
+    let waited = first.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1800),
+        "the retry came after {waited:?}, before the 2 s Retry-After"
+    );
+
+    support::wait_until(
+        Duration::from_secs(20),
+        "the delivered row is deleted",
+        || async {
+            let count: i64 = db
+                .query_one("SELECT count(*) FROM walgate.webhook_deliveries", &[])
+                .await
+                .unwrap()
+                .get(0);
+            count == 0
+        },
+    )
+    .await;
+    gateway.stop().await;
+}
