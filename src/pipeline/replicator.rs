@@ -20,6 +20,18 @@ use crate::source::connection::{ReplicationClient, ReplicationMessage, Replicati
 use crate::source::setup::{self, SetupError};
 use crate::source::SourceError;
 
+/// Longest time an event waits for more events to share its hand-over. Consumers that write to
+/// the database (the webhook outbox) then store many small transactions per statement.
+const FLUSH_DELAY: Duration = Duration::from_millis(5);
+
+/// Completes at `due`; pending forever for None (the branch is disabled then).
+async fn sleep_until_due(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Events handed to consumers at once. A transaction larger than this reaches them in several
 /// batches, which keeps memory flat for transactions of any size.
 const BATCH_SIZE: usize = 512;
@@ -165,6 +177,10 @@ struct Session<'a> {
     last_status: Instant,
     /// True once the session confirmed a position past where it started.
     progressed: bool,
+    /// End position of the last Commit whose events sit in `batch`, not yet handed over.
+    committed: Lsn,
+    /// When the first event of the current batch arrived.
+    batch_started: Option<Instant>,
 }
 
 impl<'a> Session<'a> {
@@ -185,6 +201,8 @@ impl<'a> Session<'a> {
             reported: Lsn::INVALID,
             last_status: Instant::now(),
             progressed: false,
+            committed: Lsn::INVALID,
+            batch_started: None,
         }
     }
 
@@ -234,10 +252,14 @@ impl<'a> Session<'a> {
         let mut ticker = tokio::time::interval(self.config.confirm_interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
+            let flush_due = self.batch_started.map(|started| started + FLUSH_DELAY);
             // `recv` is cancellation safe: a partly read message stays buffered in the stream.
+            // While messages keep arriving, `recv` wins over the flush timer, so batches fill up
+            // to BATCH_SIZE; the timer hands a partial batch over once the stream pauses.
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => {
+                    self.flush_batch().await?;
                     self.send_status(&mut stream, false).await?;
                     stream.close().await?;
                     return Ok(());
@@ -248,6 +270,7 @@ impl<'a> Session<'a> {
                         None => return Err(StreamError::EndedByServer),
                     }
                 }
+                _ = sleep_until_due(flush_due), if flush_due.is_some() => self.flush_batch().await?,
                 _ = ticker.tick() => self.maybe_send_status(&mut stream).await?,
             }
         }
@@ -302,16 +325,23 @@ impl<'a> Session<'a> {
                 Ok(())
             }
             Decoded::Commit { end_lsn, .. } => {
-                self.flush_batch().await?;
-                self.progressed |= end_lsn > self.confirmed;
-                self.confirmed = self.confirmed.max(end_lsn);
                 metrics::counter!(names::REPLICATION_TRANSACTIONS).increment(1);
+                if self.batch.is_empty() {
+                    self.advance(end_lsn);
+                } else {
+                    // Confirmed once the batch holding the transaction's last events is handed
+                    // over; several small transactions share one hand-over.
+                    self.committed = self.committed.max(end_lsn);
+                }
                 Ok(())
             }
         }
     }
 
     async fn push(&mut self, event: crate::change::ChangeEvent) -> Result<(), StreamError> {
+        if self.batch.is_empty() {
+            self.batch_started = Some(Instant::now());
+        }
         self.batch.push(EncodedEvent::new(event));
         if self.batch.len() >= BATCH_SIZE {
             self.flush_batch().await?;
@@ -326,7 +356,16 @@ impl<'a> Session<'a> {
         self.consumers.accept(&self.batch).await?;
         metrics::counter!(names::REPLICATION_EVENTS).increment(self.batch.len() as u64);
         self.batch.clear();
+        self.batch_started = None;
+        // Every transaction committed before the batch's last event is now handed over.
+        self.advance(self.committed);
         Ok(())
+    }
+
+    /// Moves the confirmed position forward to `lsn`.
+    fn advance(&mut self, lsn: Lsn) {
+        self.progressed |= lsn > self.confirmed;
+        self.confirmed = self.confirmed.max(lsn);
     }
 
     /// Sends a status update when the confirmed position moved, or when `status_interval` has

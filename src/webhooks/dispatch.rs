@@ -52,6 +52,9 @@ impl Default for DispatchConfig {
     }
 }
 
+/// Pause after a claim that returned fewer rows than `batch_size`.
+const CLAIM_PAUSE: Duration = Duration::from_millis(5);
+
 /// Extra lease time beyond a trigger's request timeout, for recording the outcome.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
@@ -125,8 +128,14 @@ impl Dispatcher {
                 }
                 continue;
             }
+            let partial = (claimed.len() as i64) < self.config.batch_size;
             for row in claimed {
                 tokio::spawn(self.clone().deliver(row, done_tx.clone()).in_current_span());
+            }
+            if partial {
+                // A partial batch means the due rows are used up; a short pause lets more
+                // arrive, so a steady trickle is claimed in groups rather than one query per row.
+                tokio::time::sleep(CLAIM_PAUSE).await;
             }
         }
         drop(done_tx);
@@ -167,10 +176,14 @@ impl Dispatcher {
                        AND c.next_attempt_at <= now()
                        AND (c.leased_until IS NULL OR c.leased_until < now())
                        AND c.trigger_name = ANY($3)
-                       AND NOT EXISTS (
-                           SELECT 1 FROM walgate.webhook_deliveries e
+                       -- The oldest pending row of its trigger and row key. A correlated
+                       -- scalar subquery runs as one index probe per candidate; the planner
+                       -- cannot turn it into an anti join, which with stale statistics
+                       -- scanned the whole pending index per candidate.
+                       AND c.id = (
+                           SELECT min(e.id) FROM walgate.webhook_deliveries e
                            WHERE e.status = 'pending' AND e.trigger_name = c.trigger_name
-                             AND e.row_key = c.row_key AND e.id < c.id)
+                             AND e.row_key = c.row_key)
                      ORDER BY c.next_attempt_at, c.id
                      LIMIT $1
                      FOR UPDATE SKIP LOCKED)

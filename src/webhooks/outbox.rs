@@ -6,6 +6,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
+use tokio_postgres::Statement;
 
 use super::registry::{LoadedTriggers, TriggerRegistry};
 use crate::change::{ChangeEvent, EncodedEvent, Operation};
@@ -34,12 +35,19 @@ pub struct Outbox {
     triggers: Arc<TriggerRegistry>,
     db: SharedClient,
     wake: Arc<Notify>,
+    /// The prepared INSERT and the connection it belongs to.
+    prepared: tokio::sync::Mutex<Option<(Arc<tokio_postgres::Client>, Statement)>>,
 }
 
 impl Outbox {
     /// Creates the consumer. `wake` is notified after new rows are committed.
     pub fn new(triggers: Arc<TriggerRegistry>, db: SharedClient, wake: Arc<Notify>) -> Self {
-        Self { triggers, db, wake }
+        Self {
+            triggers,
+            db,
+            wake,
+            prepared: tokio::sync::Mutex::new(None),
+        }
     }
 
     async fn store(&self, events: &EventBatch) -> Result<(), ConsumerError> {
@@ -56,16 +64,15 @@ impl Outbox {
             message,
         };
         let client = self.db.get().await.map_err(|err| fail(error_chain(&err)))?;
+        let insert = self
+            .insert_statement(&client)
+            .await
+            .map_err(|err| fail(error_chain(&err)))?;
         let column =
             |pick: fn(&NewDelivery) -> &str| -> Vec<&str> { rows.iter().map(pick).collect() };
         client
             .execute(
-                "INSERT INTO walgate.webhook_deliveries
-                     (trigger_name, event_id, row_key, body, commit_time)
-                 SELECT t, e, k, b, c::timestamptz
-                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
-                     AS u(t, e, k, b, c)
-                 ON CONFLICT (trigger_name, event_id) DO NOTHING",
+                &insert,
                 &[
                     &column(|row| &row.trigger),
                     &column(|row| &row.event_id),
@@ -84,6 +91,31 @@ impl Outbox {
             })?;
         self.wake.notify_one();
         Ok(())
+    }
+}
+
+/// The statement that stores delivery rows, deduplicated on trigger and event id.
+const INSERT_DELIVERIES: &str = "INSERT INTO walgate.webhook_deliveries
+        (trigger_name, event_id, row_key, body, commit_time)
+    SELECT t, e, k, b, c::timestamptz
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(t, e, k, b, c)
+    ON CONFLICT (trigger_name, event_id) DO NOTHING";
+
+impl Outbox {
+    /// Returns the INSERT prepared on `client`, preparing it once per connection.
+    async fn insert_statement(
+        &self,
+        client: &Arc<tokio_postgres::Client>,
+    ) -> Result<Statement, tokio_postgres::Error> {
+        let mut cached = self.prepared.lock().await;
+        if let Some((owner, statement)) = cached.as_ref() {
+            if Arc::ptr_eq(owner, client) {
+                return Ok(statement.clone());
+            }
+        }
+        let statement = client.prepare(INSERT_DELIVERIES).await?;
+        *cached = Some((client.clone(), statement.clone()));
+        Ok(statement)
     }
 }
 
