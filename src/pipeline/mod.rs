@@ -13,7 +13,7 @@ use futures_util::future::BoxFuture;
 
 use crate::change::EncodedEvent;
 
-/// A batch of events, in commit order, possibly a part of one transaction.
+/// A batch of events in commit order. It may span several transactions and may end inside one.
 pub type EventBatch = [Arc<EncodedEvent>];
 
 /// Error from a consumer that could not accept a batch.
