@@ -52,6 +52,11 @@ impl Default for DispatchConfig {
     }
 }
 
+/// A claim slower than this triggers an `ANALYZE` of the outbox table.
+const SLOW_CLAIM: Duration = Duration::from_millis(100);
+/// Shortest time between two such `ANALYZE` runs.
+const ANALYZE_INTERVAL: Duration = Duration::from_secs(30);
+
 /// Pause after a claim that returned fewer rows than `batch_size`.
 const CLAIM_PAUSE: Duration = Duration::from_millis(5);
 
@@ -77,6 +82,8 @@ pub struct Dispatcher {
     limits: DashMap<String, Arc<Semaphore>>,
     /// Per-trigger rows claimed and not yet recorded.
     claimed: DashMap<String, Arc<AtomicUsize>>,
+    /// When the outbox table was last analyzed because a claim was slow.
+    last_analyze: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Dispatcher {
@@ -100,6 +107,7 @@ impl Dispatcher {
             config,
             limits: DashMap::new(),
             claimed: DashMap::new(),
+            last_analyze: std::sync::Mutex::new(None),
         }
     }
 
@@ -113,7 +121,10 @@ impl Dispatcher {
                 .in_current_span(),
         );
         while !shutdown.is_cancelled() {
-            let claimed = match self.claim().await {
+            let started = std::time::Instant::now();
+            let claimed = self.claim().await;
+            self.refresh_statistics_if_slow(started.elapsed());
+            let claimed = match claimed {
                 Ok(claimed) => claimed,
                 Err(err) => {
                     tracing::warn!(error = %err, "claiming webhook deliveries failed");
@@ -142,6 +153,43 @@ impl Dispatcher {
         let _ = recorder.await;
         cleaner.abort();
         tracing::info!("webhook dispatcher stopped");
+    }
+
+    /// Runs `ANALYZE` on the outbox in the background when a claim was slow, at most once per
+    /// `ANALYZE_INTERVAL`. The claim's plan depends on row estimates, and a burst of rows after
+    /// an idle spell (before autovacuum analyzes the table) leaves estimates that make each
+    /// claim scan far more rows than it returns.
+    fn refresh_statistics_if_slow(self: &Arc<Self>, elapsed: Duration) {
+        if elapsed < SLOW_CLAIM {
+            return;
+        }
+        {
+            let mut last = self
+                .last_analyze
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if last.is_some_and(|at| at.elapsed() < ANALYZE_INTERVAL) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        let dispatcher = self.clone();
+        tokio::spawn(async move {
+            tracing::info!(
+                claim_ms = elapsed.as_millis() as u64,
+                "claim was slow; analyzing the outbox table"
+            );
+            let result = match dispatcher.db.get().await {
+                Ok(client) => client
+                    .batch_execute("ANALYZE walgate.webhook_deliveries")
+                    .await
+                    .map_err(|err| error_chain(&err)),
+                Err(err) => Err(error_chain(&err)),
+            };
+            if let Err(err) = result {
+                tracing::warn!(error = %err, "analyzing the outbox table failed");
+            }
+        });
     }
 
     fn claimed_counter(&self, trigger: &str) -> Arc<AtomicUsize> {
@@ -176,14 +224,13 @@ impl Dispatcher {
                        AND c.next_attempt_at <= now()
                        AND (c.leased_until IS NULL OR c.leased_until < now())
                        AND c.trigger_name = ANY($3)
-                       -- The oldest pending row of its trigger and row key. A correlated
-                       -- scalar subquery runs as one index probe per candidate; the planner
-                       -- cannot turn it into an anti join, which with stale statistics
-                       -- scanned the whole pending index per candidate.
-                       AND c.id = (
-                           SELECT min(e.id) FROM walgate.webhook_deliveries e
+                       -- OFFSET 0 keeps this a per-candidate index probe rather than an
+                       -- anti join over every pending row.
+                       AND NOT EXISTS (
+                           SELECT 1 FROM walgate.webhook_deliveries e
                            WHERE e.status = 'pending' AND e.trigger_name = c.trigger_name
-                             AND e.row_key = c.row_key)
+                             AND e.row_key = c.row_key AND e.id < c.id
+                           OFFSET 0)
                      ORDER BY c.next_attempt_at, c.id
                      LIMIT $1
                      FOR UPDATE SKIP LOCKED)
