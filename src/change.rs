@@ -24,7 +24,7 @@ pub enum Operation {
 }
 
 impl Operation {
-    /// The upper-case name used in events (`INSERT`, ...).
+    /// Returns the upper-case name used in events (`INSERT`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             Operation::Insert => "INSERT",
@@ -163,12 +163,12 @@ impl ChangeEvent {
         out
     }
 
-    /// The new row image parsed as a JSON value, or `Value::Null`.
+    /// Parses the new row image as a JSON value, or returns `Value::Null`.
     pub fn new_value(&self) -> serde_json::Value {
         parse_image(self.new.as_deref())
     }
 
-    /// The old row image parsed as a JSON value, or `Value::Null`.
+    /// Parses the old row image as a JSON value, or returns `Value::Null`.
     pub fn old_value(&self) -> serde_json::Value {
         parse_image(self.old.as_deref())
     }
@@ -218,7 +218,8 @@ mod tests {
         let a: EventId = "0/100:9".parse().unwrap();
         let b: EventId = "0/200:0".parse().unwrap();
         let c: EventId = "0/200:1".parse().unwrap();
-        assert!(a < b && b < c);
+        assert!(a < b);
+        assert!(b < c);
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub struct Gateway {
     server: JoinHandle<std::io::Result<()>>,
 }
 
-/// The process-wide Prometheus recorder, installed on first use.
+/// Returns the process-wide Prometheus recorder, installing it on first use.
 fn metrics_handle() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
@@ -212,7 +212,7 @@ impl Gateway {
         self.shutdown.cancel();
     }
 
-    /// A token that is cancelled when the gateway shuts down.
+    /// Returns a token that is cancelled when the gateway shuts down.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
     }

@@ -18,7 +18,7 @@ pub enum StreamState {
         /// The position the slot was last confirmed at.
         confirmed_lsn: Lsn,
     },
-    /// Not streaming; the reason says why and the gateway is retrying.
+    /// Not streaming; the reason explains why, and the gateway is retrying.
     Down { reason: String },
     /// Shutting down.
     Stopped,
@@ -39,7 +39,7 @@ impl Default for Health {
 }
 
 impl Health {
-    /// The current state.
+    /// Returns the current state.
     pub fn get(&self) -> StreamState {
         self.state
             .read()

@@ -12,7 +12,7 @@ use crate::lsn::Lsn;
 /// The schema of walgate's own tables, whose changes never become events.
 pub const INTERNAL_SCHEMA: &str = "walgate";
 
-/// What one message decoded to.
+/// The result of decoding one message.
 #[derive(Debug)]
 pub enum Decoded {
     /// A message that produces no output (Relation, Type, Origin, or a skipped table).

@@ -16,7 +16,7 @@ pub use decoder::{DecodeError, Decoded, Decoder, LogicalMessage, INTERNAL_SCHEMA
 ///
 /// `pgoutput` sends column values as the text of each type's output function, run in the
 /// walsender with that connection's settings. These make the text predictable and equal to what
-/// `to_jsonb` sees in a session with `TimeZone = UTC`: ISO dates, `postgres` interval style, hex
+/// `to_jsonb` produces in a session with `TimeZone = UTC`: ISO dates, `postgres` interval style, hex
 /// bytea and shortest-exact floats (`extra_float_digits = 1`, the default since PostgreSQL 12).
 pub const OUTPUT_SETTINGS: &[(&str, &str)] = &[
     ("TimeZone", "UTC"),
@@ -27,7 +27,7 @@ pub const OUTPUT_SETTINGS: &[(&str, &str)] = &[
     ("client_encoding", "UTF8"),
 ];
 
-/// The settings of [`OUTPUT_SETTINGS`] as a libpq `options` value (`-c name=value ...`).
+/// Formats [`OUTPUT_SETTINGS`] as a libpq `options` value (`-c name=value ...`).
 pub fn output_settings_options() -> String {
     OUTPUT_SETTINGS
         .iter()

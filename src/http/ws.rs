@@ -30,12 +30,12 @@ const CLOSE_GOING_AWAY: u16 = 1001;
 /// How long a lagged client has to take a frame already being sent, and then its `lagged`
 /// error, before the connection is dropped without them.
 const LAG_GRACE: Duration = Duration::from_secs(10);
-/// Close code 1000 (normal closure), the answer to a client's close frame.
+/// Close code 1000 (normal closure), the reply to a client's close frame.
 const CLOSE_NORMAL: u16 = 1000;
 /// Close code 1009 (message too big), sent after a frame over `max_frame_bytes`.
 const CLOSE_TOO_BIG: u16 = 1009;
 
-/// Upgrades the connection. Frames up to `max_frame_bytes` are read and answered; larger ones
+/// Upgrades the connection. Frames up to `max_frame_bytes` are read and replied to; larger ones
 /// make the WebSocket library close the connection with code 1009.
 pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
     let limits = state.limits.clone();
@@ -110,7 +110,7 @@ async fn write_frames(
         tokio::select! {
             biased;
             _ = signals.reader_done.cancelled() => {
-                // Answers the client's close frame, or closes with the reader's reason.
+                // Replies to the client's close frame, or closes with the reader's reason.
                 let code = signals.close_code.load(Ordering::Acquire);
                 let reason = if code == CLOSE_TOO_BIG { "message too big" } else { "" };
                 let _ = sink.send(close_message(code, reason)).await;

@@ -34,12 +34,12 @@ pub struct ConsumerError {
 ///   may be confirmed past their transaction once its Commit has been seen, and they will not be
 ///   offered again unless the stream restarts.
 /// - After an error (or a crash) the stream restarts from the slot's confirmed position, so a
-///   consumer sees events again from the first unconfirmed transaction. Consumers that must not
+///   consumer receives events again from the first unconfirmed transaction. Consumers that must not
 ///   repeat work deduplicate by event id.
 /// - `accept` must not wait on anything slow, such as a network client: the replication stream
 ///   and every other consumer wait for it.
 pub trait Consumer: Send + Sync {
-    /// A short name for logs and errors.
+    /// Returns a short name for logs and errors.
     fn name(&self) -> &'static str;
 
     /// Takes a batch of events.

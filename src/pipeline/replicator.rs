@@ -20,7 +20,7 @@ use crate::source::connection::{ReplicationClient, ReplicationMessage, Replicati
 use crate::source::setup::{self, SetupError};
 use crate::source::SourceError;
 
-/// Longest time an event waits for more events to share its hand-over. Consumers that write to
+/// Maximum time an event waits for more events to share its hand-over. Consumers that write to
 /// the database (the webhook outbox) then store many small transactions per statement.
 const FLUSH_DELAY: Duration = Duration::from_millis(5);
 

@@ -53,7 +53,7 @@ impl ClientQueue {
 }
 
 impl ClientHandle {
-    /// Creates a client whose queue holds at most `max_queued_bytes` of frames; returns the
+    /// Creates a client whose queue contains at most `max_queued_bytes` of frames; returns the
     /// handle and the receiving side for the client's writer task.
     pub fn new(max_queued_bytes: usize) -> (Self, ClientQueue) {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -127,7 +127,7 @@ pub struct Hub {
 impl Hub {
     /// Adds a subscription. Events for the relation are delivered from the next batch on, so
     /// the caller may acknowledge the subscription once this returns. Returns false when the
-    /// client already holds this channel.
+    /// client already has this channel.
     pub fn subscribe(&self, table: &str, channel: &str, client: &ClientHandle) -> bool {
         let mut subscribers = self.tables.entry(table.to_string()).or_default();
         let duplicate = subscribers

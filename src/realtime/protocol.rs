@@ -51,7 +51,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// The code as sent on the wire.
+    /// Returns the code as sent on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::InvalidJson => "invalid_json",
@@ -91,7 +91,7 @@ impl ProtocolError {
     }
 }
 
-/// Message types that later server versions serve; accepted as known, answered with
+/// Message types that later server versions serve; accepted as known and rejected with
 /// `not_supported`.
 const RESERVED_TYPES: &[&str] = &["live_query", "stop_live_query", "query"];
 

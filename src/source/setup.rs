@@ -1,7 +1,7 @@
 //! Startup checks and the creation of the publication and the replication slot.
 //!
 //! Everything here runs over a plain SQL connection before streaming starts. Each failed check
-//! says what to change on the server.
+//! names what to change on the server.
 
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
@@ -207,7 +207,7 @@ pub async fn ensure_slot(client: &Client, slot: &str) -> Result<Lsn, SetupError>
     }
 }
 
-/// The position of an existing slot of this database, or None when there is none.
+/// Returns the position of this database's slot, or None when it does not exist.
 pub async fn existing_slot(client: &Client, slot: &str) -> Result<Option<Lsn>, SetupError> {
     let row = client
         .query_opt(

@@ -1,7 +1,7 @@
 //! The admin API over the webhook outbox: list deliveries, retry dead letters.
 //!
 //! Every route needs `Authorization: Bearer <admin token>`; without a configured token the API
-//! is off and answers 404.
+//! is off and returns 404.
 
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use crate::db::SharedClient;
 use crate::report::error_chain;
 
-/// What the admin handlers share.
+/// State shared by the admin handlers.
 #[derive(Clone)]
 pub struct AdminState {
     pub db: Arc<SharedClient>,
@@ -82,7 +82,7 @@ fn database(err: tokio_postgres::Error) -> AdminError {
     AdminError::Database(error_chain(&err))
 }
 
-/// The admin routes, to be nested under `/admin`.
+/// Builds the admin routes, to be nested under `/admin`.
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/deliveries", get(list))

@@ -19,7 +19,7 @@ pub struct Claimed {
     pub attempts: i32,
 }
 
-/// What an attempt came to.
+/// The outcome of one attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// A 2xx response.
@@ -35,8 +35,8 @@ pub enum Outcome {
     Fail { status: Option<u16>, error: String },
 }
 
-/// The `webhook-id` header value: stable across retries, so receivers can use it as an
-/// idempotency key.
+/// Builds the `webhook-id` header value. It is stable across retries, so receivers can use it
+/// as an idempotency key.
 pub fn webhook_id(trigger: &str, event_id: &str) -> String {
     format!("{trigger}:{event_id}")
 }
@@ -198,9 +198,11 @@ mod tests {
             max: Duration::from_secs(60),
         };
         let first = policy.delay(1, None);
-        assert!(first >= Duration::from_millis(750) && first <= Duration::from_millis(1250));
+        assert!(first >= Duration::from_millis(750), "{first:?}");
+        assert!(first <= Duration::from_millis(1250), "{first:?}");
         let fourth = policy.delay(4, None);
-        assert!(fourth >= Duration::from_secs(6) && fourth <= Duration::from_secs(10));
+        assert!(fourth >= Duration::from_secs(6), "{fourth:?}");
+        assert!(fourth <= Duration::from_secs(10), "{fourth:?}");
         assert!(policy.delay(40, None) <= Duration::from_secs(60));
         assert_eq!(
             policy.delay(1, Some(Duration::from_secs(600))),

@@ -192,7 +192,7 @@ fn columns_changed(trigger: &Trigger, event: &ChangeEvent, images: &RowImages) -
     })
 }
 
-/// The primary-key values as a JSON array text, from the new row (the old one for DELETE).
+/// Builds the primary-key values as JSON array text, from the new row (the old one for DELETE).
 /// Empty when the table has no primary key, which orders all of its deliveries as one.
 fn row_key(key_columns: &[String], images: &RowImages) -> String {
     if key_columns.is_empty() {
@@ -208,7 +208,7 @@ fn row_key(key_columns: &[String], images: &RowImages) -> String {
     serde_json::to_string(&values).unwrap_or_default()
 }
 
-/// The webhook body: the seed payload (`trigger`, `table`, `operation`, `data`, `timestamp`)
+/// Builds the webhook body: the documented payload (`trigger`, `table`, `operation`, `data`, `timestamp`)
 /// plus `id`, `schema` and `lsn`. Row images are embedded as the decoder wrote them.
 pub fn payload(trigger: &Trigger, encoded: &EncodedEvent) -> String {
     let event = &encoded.event;

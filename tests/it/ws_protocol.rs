@@ -1,5 +1,5 @@
 //! Bad WebSocket input gets coded errors, the connection stays open, and other clients keep
-//! receiving; a client that cannot keep up is told it lagged and closed.
+//! receiving; a client that cannot keep up is sent a `lagged` error and closed.
 
 use std::time::Duration;
 

@@ -110,7 +110,7 @@ impl WsClient {
         WsClient { socket }
     }
 
-    /// The underlying socket, for frames the helpers do not cover.
+    /// Returns the underlying socket, for frames the helpers do not cover.
     pub fn socket_mut(
         &mut self,
     ) -> &mut tokio_tungstenite::WebSocketStream<

@@ -1,5 +1,5 @@
-//! A local HTTP receiver for webhook tests: records every request and answers with scripted
-//! replies.
+//! A local HTTP receiver for webhook tests: records every request and replies with scripted
+//! responses.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -22,12 +22,12 @@ pub struct Received {
 }
 
 impl Received {
-    /// The body parsed as JSON (numbers keep every digit).
+    /// Parses the body as JSON (numbers keep every digit).
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).expect("webhook body is JSON")
     }
 
-    /// A header value; panics when missing.
+    /// Returns a header value, and panics when it is missing.
     pub fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
@@ -76,7 +76,7 @@ impl Receiver {
         Receiver { addr, shared, stop }
     }
 
-    /// The URL of `path` on this receiver.
+    /// Returns the URL of `path` on this receiver.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
@@ -101,7 +101,7 @@ impl Receiver {
             .insert(path.to_string(), reply);
     }
 
-    /// Every request so far.
+    /// Returns every request so far.
     pub fn received(&self) -> Vec<Received> {
         self.shared.received.lock().unwrap().clone()
     }
