@@ -64,4 +64,22 @@ impl Catalog {
             published: row.get(1),
         }))
     }
+
+    /// Whether `role` has SELECT on the whole table, or
+    /// None when the role does not exist.
+    pub async fn can_select(
+        &self,
+        role: &str,
+        table_oid: u32,
+    ) -> Result<Option<bool>, CatalogError> {
+        let client = self.db.get().await?;
+        let row = client
+            .query_one(
+                "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)
+                        THEN has_table_privilege($1, $2::int8::oid, 'SELECT') END",
+                &[&role, &(table_oid as i64)],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
 }

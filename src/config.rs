@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::auth::{AuthConfig, AuthFile};
 use crate::http::WebSocketLimits;
+use crate::rest::schema::Exposure;
+use crate::rest::RestConfig;
 use crate::webhooks::delivery::RetryPolicy;
 use crate::webhooks::dispatch::DispatchConfig;
 
@@ -55,6 +58,26 @@ struct FileConfig {
     admin_token: Option<String>,
     #[serde(default)]
     webhooks: WebhooksFile,
+    #[serde(default)]
+    rest: RestFile,
+    #[serde(default)]
+    auth: AuthFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestFile {
+    schemas: Option<Vec<String>>,
+    tables: Option<Vec<String>>,
+    exclude_tables: Option<Vec<String>>,
+    default_limit: Option<u64>,
+    max_limit: Option<u64>,
+    max_body_bytes: Option<usize>,
+    pool_size: Option<usize>,
+    stream_batch_rows: Option<i32>,
+    schema_refresh_ms: Option<u64>,
+    allow_privileged_roles: Option<bool>,
+    database_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,6 +121,8 @@ pub struct Config {
     /// Bearer token of the admin API; None turns the API off.
     pub admin_token: Option<String>,
     pub webhooks: DispatchConfig,
+    pub rest: RestConfig,
+    pub auth: AuthConfig,
 }
 
 /// The default trigger file, read when it exists and no other path is given.
@@ -107,10 +132,12 @@ impl Config {
     /// Loads the settings: the YAML file at `path` (or `WALGATE_CONFIG`, or
     /// `config/walgate.yaml` when it exists), then environment variables on top.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-        let path = path
-            .map(Path::to_path_buf)
-            .or_else(|| env("WALGATE_CONFIG").map(PathBuf::from));
+        let env = |name: &str| std::env::var(name).ok();
+        let path = path.map(Path::to_path_buf).or_else(|| {
+            env("WALGATE_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        });
         let file = match path {
             Some(path) => read_file(&path)?,
             None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
@@ -122,6 +149,7 @@ impl Config {
     }
 
     /// Builds settings from YAML text and an environment look-up, for tests and embedding.
+    /// `env` returns a variable's value as set, empty or not.
     pub fn from_yaml(
         yaml: &str,
         env: &dyn Fn(&str) -> Option<String>,
@@ -135,8 +163,9 @@ impl Config {
 
     fn resolve(
         file: FileConfig,
-        env: &dyn Fn(&str) -> Option<String>,
+        raw_env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
+        let env = |name: &str| raw_env(name).filter(|value| !value.is_empty());
         let database_url = env("DATABASE_URL")
             .or(file.database_url)
             .ok_or(ConfigError::MissingDatabaseUrl)?;
@@ -204,6 +233,8 @@ impl Config {
             triggers,
             admin_token,
             webhooks: dispatch_config(file.webhooks)?,
+            rest: rest_config(file.rest, &env)?,
+            auth: AuthConfig::resolve(file.auth, raw_env)?,
         })
     }
 }
@@ -261,6 +292,101 @@ fn dispatch_config(file: WebhooksFile) -> Result<DispatchConfig, ConfigError> {
         poll_interval,
         retry,
         retention,
+    })
+}
+
+fn rest_config(
+    file: RestFile,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<RestConfig, ConfigError> {
+    let defaults = RestConfig::default();
+    let invalid = |name: &'static str, message: String| ConfigError::Invalid { name, message };
+    let schemas = file.schemas.unwrap_or(defaults.exposure.schemas);
+    if schemas.is_empty() || schemas.iter().any(|s| s.is_empty() || s.len() > 63) {
+        return Err(invalid(
+            "rest.schemas",
+            format!("{schemas:?} must list at least one schema name of 1 to 63 bytes"),
+        ));
+    }
+    let default_limit = file.default_limit.unwrap_or(defaults.default_limit);
+    let max_limit = file.max_limit.unwrap_or(defaults.max_limit);
+    if !(1..=1_000_000).contains(&max_limit) {
+        return Err(invalid(
+            "rest.max_limit",
+            format!("{max_limit} is out of range; use 1 to 1000000"),
+        ));
+    }
+    if default_limit == 0 || default_limit > max_limit {
+        return Err(invalid(
+            "rest.default_limit",
+            format!("{default_limit} must be between 1 and rest.max_limit ({max_limit})"),
+        ));
+    }
+    let max_body_bytes = file.max_body_bytes.unwrap_or(defaults.max_body_bytes);
+    if !(1024..=1024 * 1024 * 1024).contains(&max_body_bytes) {
+        return Err(invalid(
+            "rest.max_body_bytes",
+            format!("{max_body_bytes} is out of range; use 1024 to 1073741824"),
+        ));
+    }
+    let pool_size = file.pool_size.unwrap_or(defaults.pool_size);
+    if !(1..=1000).contains(&pool_size) {
+        return Err(invalid(
+            "rest.pool_size",
+            format!(
+                "{pool_size} is out of range; use 1 to 1000, below the server's max_connections"
+            ),
+        ));
+    }
+    let stream_batch_rows = file.stream_batch_rows.unwrap_or(defaults.stream_batch_rows);
+    if !(1..=1_000_000).contains(&stream_batch_rows) {
+        return Err(invalid(
+            "rest.stream_batch_rows",
+            format!("{stream_batch_rows} is out of range; use 1 to 1000000"),
+        ));
+    }
+    let schema_refresh = file
+        .schema_refresh_ms
+        .map(Duration::from_millis)
+        .unwrap_or(defaults.schema_refresh);
+    if !schema_refresh.is_zero() && schema_refresh < Duration::from_millis(100) {
+        return Err(invalid(
+            "rest.schema_refresh_ms",
+            format!(
+                "{} is too short; use 0 to turn the timer off, or at least 100",
+                schema_refresh.as_millis()
+            ),
+        ));
+    }
+    let database = match env("WALGATE_REST_DATABASE_URL").or(file.database_url) {
+        None => None,
+        Some(url) => {
+            let mut parsed = tokio_postgres::Config::from_str(&url).map_err(|err| {
+                invalid(
+                    "WALGATE_REST_DATABASE_URL",
+                    format!("{err}; use a URL or key=value pairs, like DATABASE_URL"),
+                )
+            })?;
+            if parsed.get_application_name().is_none() {
+                parsed.application_name("walgate");
+            }
+            Some(parsed)
+        }
+    };
+    Ok(RestConfig {
+        exposure: Exposure {
+            schemas,
+            allow: file.tables.unwrap_or_default(),
+            block: file.exclude_tables.unwrap_or_default(),
+        },
+        default_limit,
+        max_limit,
+        max_body_bytes,
+        pool_size,
+        stream_batch_rows,
+        schema_refresh,
+        allow_privileged_roles: file.allow_privileged_roles.unwrap_or(false),
+        database,
     })
 }
 

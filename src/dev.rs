@@ -21,7 +21,17 @@ CREATE TABLE orders (
 INSERT INTO orders (customer, total, status) VALUES
     ('ada', 150.00, 'paid'),
     ('grace', 42.50, 'pending');
+CREATE ROLE web_anon NOLOGIN;
+CREATE ROLE authenticated NOLOGIN;
+GRANT SELECT ON orders TO web_anon;
+GRANT SELECT, INSERT, UPDATE, DELETE ON orders TO authenticated;
+GRANT USAGE ON SEQUENCE orders_id_seq TO authenticated;
 ";
+
+/// The role of REST requests without a token in `walgate dev`.
+pub const DEV_ANON_ROLE: &str = "web_anon";
+/// The role of the sample token `walgate dev` prints.
+pub const DEV_TOKEN_ROLE: &str = "authenticated";
 
 /// Error from `walgate dev`.
 #[derive(Debug, thiserror::Error)]
@@ -67,16 +77,19 @@ pub async fn run(listen: SocketAddr) -> Result<(), DevError> {
     load_demo_schema(&cluster).await?;
 
     let url = cluster.url("postgres");
+    let secret = dev_secret();
     let config = Config::from_yaml("{}", &|name| match name {
         "DATABASE_URL" => Some(url.clone()),
         "WALGATE_LISTEN" => Some(listen.to_string()),
+        "WALGATE_JWT_SECRET" => Some(secret.clone()),
+        "WALGATE_ANON_ROLE" => Some(DEV_ANON_ROLE.into()),
         _ => None,
     })?;
     let gateway = tokio::select! {
         gateway = Gateway::start(config) => gateway?,
         _ = stop.cancelled() => return Ok(()),
     };
-    print_instructions(&cluster, gateway.addr);
+    print_instructions(&cluster, gateway.addr, &dev_token(&secret));
 
     stop.cancelled().await;
     tracing::info!("stopping the gateway and removing the throwaway cluster");
@@ -108,7 +121,35 @@ fn check_port_free(listen: SocketAddr) -> Result<(), DevError> {
         })
 }
 
-fn print_instructions(cluster: &EphemeralCluster, addr: SocketAddr) {
+/// A random HS256 secret for this run.
+fn dev_secret() -> String {
+    use base64::Engine;
+    let mut bytes = [0u8; 48];
+    rand::Rng::fill(&mut rand::thread_rng(), &mut bytes[..]);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A token for the `authenticated` role, valid for a day, signed with this run's secret.
+fn dev_token(secret: &str) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let claims = serde_json::json!({
+        "sub": "dev-user",
+        "role": DEV_TOKEN_ROLE,
+        "iat": now,
+        "exp": now + 24 * 3600,
+    });
+    jsonwebtoken::EncodingKey::from_secret(secret.as_bytes())
+        .and_then(|key| {
+            jsonwebtoken::encode(
+                &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+                &claims,
+                &key,
+            )
+        })
+        .expect("HS256 signing with an in-memory secret cannot fail")
+}
+
+fn print_instructions(cluster: &EphemeralCluster, addr: SocketAddr, token: &str) {
     let psql = cluster.client_program("psql").display().to_string();
     let url = cluster.url("postgres");
     let exe = std::env::current_exe()
@@ -123,6 +164,13 @@ fn print_instructions(cluster: &EphemeralCluster, addr: SocketAddr) {
          \nIn a third, change it:\
          \n  {psql} {url} -c \"INSERT INTO orders (customer, total) VALUES ('linus', 150.00)\"\
          \n  {psql} {url} -c \"UPDATE orders SET status = 'paid' WHERE customer = 'linus'\"\n\
+         \nRead it over REST (anonymous requests run as role web_anon):\
+         \n  curl 'http://{addr}/api/orders?status=eq.paid&sort=-total'\
+         \n  curl 'http://{addr}/api/orders?stream=true'\n\
+         \nWrite it with a token for role authenticated (valid for 24 hours):\
+         \n  TOKEN={token}\
+         \n  curl -X POST http://{addr}/api/orders -H \"Authorization: Bearer $TOKEN\" \\\
+         \n       -H 'content-type: application/json' -d '{{\"customer\": \"linus\", \"total\": 9.99}}'\n\
          \nHealth: curl http://{addr}/healthz    Stop: Ctrl-C\n"
     );
 }

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::auth::Authenticator;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::db::SharedClient;
@@ -20,6 +21,7 @@ use crate::pipeline::replicator::{self, ReplicatorConfig, StreamError};
 use crate::pipeline::{Consumer, Consumers};
 use crate::realtime::Hub;
 use crate::report::error_chain;
+use crate::rest::RestState;
 use crate::webhooks::admin::AdminState;
 use crate::webhooks::dispatch::Dispatcher;
 use crate::webhooks::outbox::Outbox;
@@ -36,6 +38,10 @@ pub enum StartError {
     Replication(#[from] StreamError),
     #[error(transparent)]
     Triggers(#[from] LoadError),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthSetupError),
+    #[error("cannot set up the REST connection pool: {0}")]
+    RestPool(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -51,6 +57,7 @@ struct Wiring {
     extra_consumers: Vec<Arc<dyn Consumer>>,
     triggers: Arc<TriggerRegistry>,
     webhook_db: Arc<SharedClient>,
+    rest: RestState,
 }
 
 /// A running gateway.
@@ -61,9 +68,11 @@ pub struct Gateway {
     pub hub: Arc<Hub>,
     triggers: Arc<TriggerRegistry>,
     webhook_db: Arc<SharedClient>,
+    rest: RestState,
     shutdown: CancellationToken,
     replication: JoinHandle<()>,
     dispatcher: JoinHandle<()>,
+    schema_refresh: JoinHandle<()>,
     server: JoinHandle<std::io::Result<()>>,
 }
 
@@ -113,6 +122,22 @@ impl Gateway {
         let webhook_db = Arc::new(SharedClient::new(config.database.clone(), "webhooks"));
         let triggers =
             Arc::new(TriggerRegistry::load(config.triggers.as_deref(), &webhook_db).await?);
+        let authenticator = Arc::new(Authenticator::new(&config.auth)?);
+        if !authenticator.is_configured() {
+            tracing::warn!(
+                "no JWT key and no anonymous role are configured: REST requests are refused \
+                 and WebSocket subscriptions are not checked against grants; set \
+                 WALGATE_JWT_SECRET, WALGATE_JWKS_FILE or WALGATE_ANON_ROLE"
+            );
+        }
+        let shutdown = CancellationToken::new();
+        let rest = RestState::new(
+            &config.database,
+            config.rest.clone(),
+            authenticator,
+            shutdown.clone(),
+        )
+        .map_err(|err| StartError::RestPool(err.to_string()))?;
 
         let listener =
             TcpListener::bind(config.listen)
@@ -134,12 +159,13 @@ impl Gateway {
                 extra_consumers,
                 triggers,
                 webhook_db,
+                rest,
             },
+            shutdown,
         ))
     }
 
-    fn spawn(config: Config, wiring: Wiring) -> Gateway {
-        let shutdown = CancellationToken::new();
+    fn spawn(config: Config, wiring: Wiring, shutdown: CancellationToken) -> Gateway {
         let health = Health::default();
         let hub = Arc::new(Hub::default());
         let wake = Arc::new(Notify::new());
@@ -184,7 +210,9 @@ impl Gateway {
                 token: config.admin_token.as_deref().map(Arc::from),
                 wake,
             },
+            rest: wiring.rest.clone(),
         };
+        let schema_refresh = tokio::spawn(wiring.rest.clone().refresh_schema(shutdown.clone()));
         let server = tokio::spawn(http::serve(wiring.listener, state));
         let addr = wiring.addr;
         tracing::info!(%addr, slot = %config.slot, triggers = wiring.triggers.current().set.triggers().len(), "gateway serving");
@@ -194,6 +222,8 @@ impl Gateway {
             hub,
             triggers: wiring.triggers,
             webhook_db: wiring.webhook_db,
+            rest: wiring.rest,
+            schema_refresh,
             shutdown,
             replication,
             dispatcher,
@@ -205,6 +235,11 @@ impl Gateway {
     /// triggers stay in force. Returns the number of triggers now loaded.
     pub async fn reload_triggers(&self) -> Result<usize, LoadError> {
         self.triggers.reload(&self.webhook_db).await
+    }
+
+    /// Reloads the catalog of tables the REST API serves.
+    pub async fn reload_rest_schema(&self) -> Result<(), crate::rest::schema::LookupError> {
+        self.rest.reload_schema().await
     }
 
     /// Asks every task to stop.
@@ -223,6 +258,7 @@ impl Gateway {
         self.shutdown.cancel();
         let _ = self.replication.await;
         let _ = self.dispatcher.await;
+        let _ = self.schema_refresh.await;
         match self.server.await {
             Ok(Err(err)) => tracing::warn!(error = %err, "HTTP server stopped with an error"),
             Err(err) => tracing::warn!(error = %err, "HTTP server task failed"),

@@ -3,8 +3,10 @@
 //! The modules follow the data: [`source`] reads the WAL through a logical replication slot,
 //! [`decode`] turns `pgoutput` messages into [`change`] events, [`pipeline`] hands them to the
 //! consumers and decides how far the slot may be confirmed, [`realtime`] fans events out to
-//! WebSocket clients, and [`http`] serves them.
+//! WebSocket clients, [`rest`] reads and writes tables for HTTP clients, and [`http`] serves
+//! both.
 
+pub mod auth;
 pub mod catalog;
 pub mod change;
 pub mod cluster;
@@ -21,5 +23,6 @@ pub mod migrate;
 pub mod pipeline;
 pub mod realtime;
 pub mod report;
+pub mod rest;
 pub mod source;
 pub mod webhooks;

@@ -33,6 +33,13 @@ pub const WEBHOOK_DEAD: &str = "walgate_webhook_dead_total";
 /// Duration of webhook requests.
 pub const WEBHOOK_REQUEST_SECONDS: &str = "walgate_webhook_request_seconds";
 
+/// REST requests answered, by `method` and `status`.
+pub const REST_REQUESTS: &str = "walgate_rest_requests_total";
+/// Time to answer a REST request (to the first byte for NDJSON streams), by `method`.
+pub const REST_REQUEST_SECONDS: &str = "walgate_rest_request_seconds";
+/// Rows sent in NDJSON streams that completed.
+pub const REST_STREAMED_ROWS: &str = "walgate_rest_streamed_rows_total";
+
 /// Describes every metric once, so the exporter prints help text, and registers each unlabelled
 /// one at zero, so dashboards and alerts see every series from startup on.
 pub fn describe() {
@@ -48,6 +55,7 @@ pub fn describe() {
         WEBHOOK_DELIVERED,
         WEBHOOK_RETRIES,
         WEBHOOK_DEAD,
+        REST_STREAMED_ROWS,
     ] {
         metrics::counter!(counter).absolute(0);
     }
@@ -95,4 +103,10 @@ fn describe_all() {
     describe_counter!(WEBHOOK_RETRIES, "Webhook attempts scheduled again");
     describe_counter!(WEBHOOK_DEAD, "Webhook deliveries kept as dead letters");
     metrics::describe_histogram!(WEBHOOK_REQUEST_SECONDS, "Duration of webhook requests");
+    describe_counter!(REST_REQUESTS, "REST requests answered");
+    metrics::describe_histogram!(
+        REST_REQUEST_SECONDS,
+        "Time to answer a REST request, to the first byte for NDJSON"
+    );
+    describe_counter!(REST_STREAMED_ROWS, "Rows sent in completed NDJSON streams");
 }

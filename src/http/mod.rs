@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::Catalog;
 use crate::health::{Health, StreamState};
 use crate::realtime::Hub;
+use crate::rest::{self, RestState};
 use crate::webhooks::admin::{self, AdminState};
 
 /// Limits on WebSocket clients.
@@ -52,6 +53,7 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     pub shutdown: CancellationToken,
     pub admin: AdminState,
+    pub rest: RestState,
 }
 
 /// Builds the router.
@@ -62,6 +64,34 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics_text))
         .with_state(state.clone())
         .nest("/admin", admin::router(state.admin))
+        .nest(
+            "/api",
+            rest::router(state.rest).layer(axum::middleware::from_fn(record_rest_request)),
+        )
+}
+
+/// Counts REST requests by method and status, and times them.
+async fn record_rest_request(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = match request.method().as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "PUT" => "PUT",
+        "HEAD" => "HEAD",
+        _ => "other",
+    };
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(crate::metrics::REST_REQUESTS, "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!(crate::metrics::REST_REQUEST_SECONDS, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    response
 }
 
 /// Serves until `shutdown` is cancelled, then stops accepting and lets open requests finish.

@@ -6,14 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
-use axum::response::Response;
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::AppState;
+use crate::auth::{bearer_token, AuthError, Identity};
 use crate::metrics as names;
 use crate::realtime::channel::Channel;
 use crate::realtime::hub::table_key;
@@ -21,6 +23,7 @@ use crate::realtime::protocol::{
     parse_client_message, ClientMessage, ErrorCode, ProtocolError, ServerMessage,
 };
 use crate::realtime::{ClientHandle, ClientQueue};
+use crate::rest::error::RestError;
 use tokio_tungstenite::tungstenite;
 
 /// Close code 1008 (policy violation), sent to a client closed for lagging.
@@ -37,14 +40,49 @@ const CLOSE_TOO_BIG: u16 = 1009;
 
 /// Upgrades the connection. Frames up to `max_frame_bytes` are read and replied to; larger ones
 /// make the WebSocket library close the connection with code 1009.
-pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+///
+/// When authentication is configured, the upgrade needs a valid token (the `Authorization`
+/// header, or the `access_token` query parameter when `auth.websocket_query_token` is on) or an
+/// anonymous role, and answers 401 otherwise; each table subscription then needs SELECT on the
+/// table for the token's role.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let identity = match authenticate(&state, &headers, query.as_deref()) {
+        Ok(identity) => identity,
+        Err(err) => return RestError::from(err).into_response(),
+    };
     let limits = state.limits.clone();
     ws.max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
-        .on_upgrade(move |socket| serve_client(socket, state))
+        .on_upgrade(move |socket| serve_client(socket, state, identity))
 }
 
-async fn serve_client(socket: WebSocket, state: AppState) {
+/// The identity of a WebSocket client, or None when no authentication is configured.
+fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Option<Identity>, AuthError> {
+    let auth = state.rest.authenticator();
+    if !auth.is_configured() {
+        return Ok(None);
+    }
+    let mut token = bearer_token(headers)?.map(str::to_string);
+    if token.is_none() && auth.websocket_query_token() {
+        token = query.and_then(|query| {
+            form_urlencoded::parse(query.as_bytes())
+                .find(|(key, _)| key == "access_token")
+                .map(|(_, value)| value.into_owned())
+        });
+    }
+    auth.authenticate(token.as_deref()).map(Some)
+}
+
+async fn serve_client(socket: WebSocket, state: AppState, identity: Option<Identity>) {
     let (client, queue) = ClientHandle::new(state.limits.client_queue_bytes);
     let span = tracing::info_span!("websocket", client_id = client.id);
     async move {
@@ -71,6 +109,7 @@ async fn serve_client(socket: WebSocket, state: AppState) {
         let mut session = ClientSession {
             state: &state,
             client: &client,
+            identity: identity.as_ref(),
             tables: HashMap::new(),
         };
         let code = session.read_frames(stream, &closed).await;
@@ -183,6 +222,8 @@ fn close_message(code: u16, reason: &'static str) -> Message {
 struct ClientSession<'a> {
     state: &'a AppState,
     client: &'a ClientHandle,
+    /// Who the client is; None when authentication is not configured.
+    identity: Option<&'a Identity>,
     /// Table subscriptions of this client: channel name to the hub's table key.
     tables: HashMap<String, String>,
 }
@@ -321,12 +362,57 @@ impl ClientSession<'_> {
                 ),
             ));
         }
+        if let Some(identity) = self.identity {
+            self.check_select(identity, &schema, &table, info.oid)
+                .await?;
+        }
         // Register before acknowledging, so every event after `subscribed` is delivered.
         let key = table_key(&schema, &table);
         self.state.hub.subscribe(&key, name, self.client);
         self.tables.insert(name.to_string(), key);
         self.reply(ServerMessage::Subscribed { channel: name }.to_text());
         Ok(())
+    }
+
+    /// Refuses the subscription unless the client's role may read the table. Row-level
+    /// policies are not applied to events.
+    async fn check_select(
+        &self,
+        identity: &Identity,
+        schema: &str,
+        table: &str,
+        oid: u32,
+    ) -> Result<(), ProtocolError> {
+        let allowed = self
+            .state
+            .catalog
+            .can_select(&identity.role, oid)
+            .await
+            .map_err(|err| {
+                tracing::warn!(error = %err, "privilege check for a subscription failed");
+                ProtocolError::new(
+                    ErrorCode::Internal,
+                    "checking the table privilege failed; try again",
+                )
+            })?;
+        match allowed {
+            Some(true) => Ok(()),
+            Some(false) => Err(ProtocolError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "role {:?} has no SELECT privilege on \"{schema}\".\"{table}\"; grant it, or \
+                     connect with a token for a role that has it",
+                    identity.role
+                ),
+            )),
+            None => Err(ProtocolError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "the role {:?} named by the token does not exist in the database",
+                    identity.role
+                ),
+            )),
+        }
     }
 
     fn unsubscribe(&mut self, name: &str) {

@@ -46,6 +46,8 @@ pub enum ErrorCode {
     NotSupported,
     /// The client fell behind and its queue is full; the connection closes.
     Lagged,
+    /// The client's role may not read the table.
+    Forbidden,
     /// The server could not complete the request; retrying may help.
     Internal,
 }
@@ -63,6 +65,7 @@ impl ErrorCode {
             ErrorCode::NotPublished => "not_published",
             ErrorCode::NotSupported => "not_supported",
             ErrorCode::Lagged => "lagged",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::Internal => "internal",
         }
     }

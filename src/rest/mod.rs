@@ -1,0 +1,169 @@
+//! REST handlers: `GET` and `POST /api/{table}`, `GET`, `PATCH` and `DELETE
+//! /api/{table}/{id}`, and NDJSON streaming of list results.
+//!
+//! Each request runs in its own transaction as the role its token names, so the database's
+//! grants and row-level-security policies decide what it may see and change. Writes go to the
+//! table like any other client's, so they reach subscribers and webhooks through the WAL.
+
+pub mod error;
+mod handlers;
+pub mod params;
+mod probe;
+pub mod schema;
+mod session;
+pub mod sql;
+mod stream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Authenticator;
+use crate::db::SharedClient;
+use schema::{Exposure, SchemaCache};
+
+/// Settings every REST connection starts with.
+const SESSION_OPTIONS: &str = "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres \
+     -c extra_float_digits=1 -c bytea_output=hex";
+
+/// REST settings.
+#[derive(Debug, Clone)]
+pub struct RestConfig {
+    pub exposure: Exposure,
+    /// Rows a list returns when the request gives no `limit`.
+    pub default_limit: u64,
+    /// Most rows one list page returns; NDJSON streams have no cap.
+    pub max_limit: u64,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Connections in the REST pool.
+    pub pool_size: usize,
+    /// Rows fetched from the cursor per round trip while streaming.
+    pub stream_batch_rows: i32,
+    /// How often the table catalog is reloaded even when no request asks for it; zero
+    /// disables the timer.
+    pub schema_refresh: Duration,
+    /// Lets tokens name superuser or BYPASSRLS roles.
+    pub allow_privileged_roles: bool,
+    /// Connection settings for the pool, when REST should use a different database user
+    /// from replication.
+    pub database: Option<tokio_postgres::Config>,
+}
+
+impl Default for RestConfig {
+    fn default() -> Self {
+        Self {
+            exposure: Exposure::default(),
+            default_limit: 100,
+            max_limit: 1000,
+            max_body_bytes: 10 * 1024 * 1024,
+            pool_size: 16,
+            stream_batch_rows: 5000,
+            schema_refresh: Duration::from_secs(10),
+            allow_privileged_roles: false,
+            database: None,
+        }
+    }
+}
+
+/// What the REST handlers share.
+#[derive(Clone)]
+pub struct RestState {
+    pub(crate) pool: Pool,
+    pub(crate) schema: Arc<SchemaCache>,
+    pub(crate) auth: Arc<Authenticator>,
+    pub(crate) config: Arc<RestConfig>,
+    /// Cancelled when the gateway shuts down; open NDJSON streams end with an error line.
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl RestState {
+    /// Builds the pool and the catalog cache. Connections open on first use.
+    pub fn new(
+        database: &tokio_postgres::Config,
+        config: RestConfig,
+        auth: Arc<Authenticator>,
+        shutdown: CancellationToken,
+    ) -> Result<RestState, deadpool_postgres::BuildError> {
+        let mut pg_config = config.database.clone().unwrap_or_else(|| database.clone());
+        // The session settings of the replication connection, so rows read here are written
+        // exactly as change events write them.
+        let options = match pg_config.get_options() {
+            Some(existing) => format!("{existing} {SESSION_OPTIONS}"),
+            None => SESSION_OPTIONS.to_string(),
+        };
+        pg_config.options(&options);
+        let manager = Manager::from_config(
+            pg_config.clone(),
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .runtime(Runtime::Tokio1)
+            .build()?;
+        let schema = Arc::new(SchemaCache::new(
+            SharedClient::new(pg_config, "rest-catalog"),
+            config.exposure.clone(),
+        ));
+        Ok(RestState {
+            pool,
+            schema,
+            auth,
+            config: Arc::new(config),
+            shutdown,
+        })
+    }
+
+    /// The verifier of bearer tokens.
+    pub fn authenticator(&self) -> &Arc<Authenticator> {
+        &self.auth
+    }
+
+    /// Reloads the table catalog now.
+    pub async fn reload_schema(&self) -> Result<(), schema::LookupError> {
+        self.schema.reload().await
+    }
+
+    /// Reloads the catalog on the configured timer until `shutdown`.
+    pub async fn refresh_schema(self, shutdown: CancellationToken) {
+        let period = self.config.schema_refresh;
+        if period.is_zero() {
+            return;
+        }
+        let mut timer = tokio::time::interval(period);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = timer.tick() => {
+                    if let Err(err) = self.schema.reload().await {
+                        tracing::warn!(error = %err, "REST catalog reload failed");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The routes under `/api`.
+pub fn router(state: RestState) -> Router {
+    Router::new()
+        .route("/{table}", get(handlers::list).post(handlers::create))
+        .route(
+            "/{table}/{id}",
+            get(handlers::get_one)
+                .patch(handlers::update)
+                .delete(handlers::remove),
+        )
+        .fallback(handlers::not_found)
+        .with_state(state)
+}

@@ -1,0 +1,102 @@
+//! Database sessions for REST requests: a pooled connection, and a transaction that runs as
+//! the request's role with its JWT claims visible to row-level-security policies.
+
+use axum::http::StatusCode;
+use deadpool_postgres::{Object, Pool, PoolError, Transaction};
+
+use super::error::RestError;
+use crate::auth::Identity;
+
+/// Prepared statements kept per pooled connection before the cache is emptied, so requests
+/// with many different filter shapes cannot grow it without bound.
+const STATEMENT_CACHE_LIMIT: usize = 256;
+
+/// Takes a connection from the pool.
+pub async fn connect(pool: &Pool) -> Result<Object, RestError> {
+    let object = pool.get().await.map_err(|err| {
+        let message = match &err {
+            PoolError::Timeout(_) => {
+                "every database connection of the REST pool is busy; retry, or raise rest.pool_size"
+                    .to_string()
+            }
+            other => {
+                tracing::warn!(error = %crate::report::error_chain(other), "REST pool cannot connect");
+                "the database is not reachable; retry later".to_string()
+            }
+        };
+        RestError::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", message)
+    })?;
+    if object.statement_cache.size() > STATEMENT_CACHE_LIMIT {
+        object.statement_cache.clear();
+    }
+    Ok(object)
+}
+
+/// Starts a transaction and switches to the identity's role, with
+/// `request.jwt.claims` set for the transaction.
+///
+/// A role that does not exist is a 401 (the token names it), a role the gateway's database
+/// user may not switch to is a 403, and so is a superuser or BYPASSRLS role unless
+/// `allow_privileged_roles` is set: such a role would see every row whatever the policies say.
+pub async fn begin<'a>(
+    object: &'a mut Object,
+    identity: &Identity,
+    read_only: bool,
+    allow_privileged_roles: bool,
+) -> Result<Transaction<'a>, RestError> {
+    let anonymous = identity.anonymous;
+    let tx = object
+        .build_transaction()
+        .read_only(read_only)
+        .start()
+        .await
+        .map_err(|err| RestError::from_db(&err, anonymous))?;
+    let statement = tx
+        .prepare_cached(
+            "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
+             (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = $1)",
+        )
+        .await
+        .map_err(|err| RestError::from_db(&err, anonymous))?;
+    let row = tx
+        .query_one(&statement, &[&identity.role, &identity.claims_json])
+        .await
+        .map_err(|err| role_error(&err, identity))?;
+    let privileged: Option<bool> = row.get(2);
+    if privileged == Some(true) && !allow_privileged_roles {
+        return Err(RestError::new(
+            StatusCode::FORBIDDEN,
+            "privileged_role",
+            format!(
+                "role {:?} is a superuser or has BYPASSRLS, so row-level security would not \
+                 apply; issue tokens for an ordinary role, or set rest.allow_privileged_roles",
+                identity.role
+            ),
+        ));
+    }
+    Ok(tx)
+}
+
+fn role_error(err: &tokio_postgres::Error, identity: &Identity) -> RestError {
+    let state = err.as_db_error().map(|db| db.code().code());
+    match state {
+        Some("22023") => RestError::new(
+            StatusCode::UNAUTHORIZED,
+            "unknown_role",
+            format!(
+                "the role {:?} named by the token does not exist in the database",
+                identity.role
+            ),
+        ),
+        Some("42501") => RestError::new(
+            StatusCode::FORBIDDEN,
+            "role_not_allowed",
+            format!(
+                "the gateway's database user may not act as role {:?}; grant it with \
+                 GRANT {:?} TO <the gateway's user>",
+                identity.role, identity.role
+            ),
+        ),
+        _ => RestError::from_db(err, identity.anonymous),
+    }
+}
