@@ -374,6 +374,9 @@ fn row_keys<'t>(table: &'t Table, row: &Map<String, Value>) -> Result<Vec<&'t Co
         .collect())
 }
 
+/// Consecutive body rows that set the same columns, inserted by one statement.
+type RowGroup<'a> = (Vec<&'a Column>, Vec<&'a Map<String, Value>>);
+
 /// `POST /api/{table}`: one row object or an array of them; 201 with the inserted rows.
 pub(super) async fn create(
     State(state): State<RestState>,
@@ -423,7 +426,7 @@ pub(super) async fn create(
             async move {
                 let select = row_select(&table, query)?;
                 let returning = selected(&table, select.as_deref())?;
-                let mut groups: Vec<(Vec<&Column>, Vec<&Map<String, Value>>)> = Vec::new();
+                let mut groups: Vec<RowGroup> = Vec::new();
                 for row in rows {
                     let keys = row_keys(&table, row)?;
                     match groups.last_mut() {
