@@ -26,10 +26,6 @@ use crate::auth::Authenticator;
 use crate::db::SharedClient;
 use schema::{Exposure, SchemaCache};
 
-/// Settings every REST connection starts with.
-const SESSION_OPTIONS: &str = "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres \
-     -c extra_float_digits=1 -c bytea_output=hex";
-
 /// REST settings.
 #[derive(Debug, Clone)]
 pub struct RestConfig {
@@ -92,9 +88,10 @@ impl RestState {
         let mut pg_config = config.database.clone().unwrap_or_else(|| database.clone());
         // The session settings of the replication connection, so rows read here are written
         // exactly as change events write them.
+        let session = crate::decode::output_settings_options();
         let options = match pg_config.get_options() {
-            Some(existing) => format!("{existing} {SESSION_OPTIONS}"),
-            None => SESSION_OPTIONS.to_string(),
+            Some(existing) => format!("{existing} {session}"),
+            None => session,
         };
         pg_config.options(&options);
         let manager = Manager::from_config(
