@@ -76,6 +76,7 @@ struct RestFile {
     pool_size: Option<usize>,
     stream_batch_rows: Option<i32>,
     schema_refresh_ms: Option<u64>,
+    statement_timeout_ms: Option<u64>,
     allow_privileged_roles: Option<bool>,
     database_url: Option<String>,
 }
@@ -358,6 +359,19 @@ fn rest_config(
             ),
         ));
     }
+    let statement_timeout = file
+        .statement_timeout_ms
+        .map(Duration::from_millis)
+        .unwrap_or(defaults.statement_timeout);
+    if statement_timeout > Duration::from_secs(24 * 3600) {
+        return Err(invalid(
+            "rest.statement_timeout_ms",
+            format!(
+                "{} is out of range; use 0 (the database's setting) to 86400000",
+                statement_timeout.as_millis()
+            ),
+        ));
+    }
     let database = match env("WALGATE_REST_DATABASE_URL").or(file.database_url) {
         None => None,
         Some(url) => {
@@ -385,6 +399,7 @@ fn rest_config(
         pool_size,
         stream_batch_rows,
         schema_refresh,
+        statement_timeout,
         allow_privileged_roles: file.allow_privileged_roles.unwrap_or(false),
         database,
     })

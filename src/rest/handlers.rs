@@ -194,13 +194,7 @@ async fn read_rows(
 ) -> Result<Vec<String>, RestError> {
     let mut object = connect(&state.pool).await?;
     let result = async {
-        let tx = begin(
-            &mut object,
-            identity,
-            true,
-            state.config.allow_privileged_roles,
-        )
-        .await?;
+        let tx = begin(&mut object, identity, true, &state.config).await?;
         let db = |err: tokio_postgres::Error| RestError::from_db(&err, identity.anonymous);
         let statement = tx.prepare_cached(&query.sql).await.map_err(db)?;
         let rows = tx
@@ -479,13 +473,7 @@ async fn write(
 ) -> Result<Vec<String>, RestError> {
     let mut object = connect(&state.pool).await?;
     let result = async {
-        let tx = begin(
-            &mut object,
-            identity,
-            false,
-            state.config.allow_privileged_roles,
-        )
-        .await?;
+        let tx = begin(&mut object, identity, false, &state.config).await?;
         let db = |err: tokio_postgres::Error| RestError::from_db(&err, identity.anonymous);
         let mut out = Vec::new();
         for query in queries {
@@ -591,13 +579,7 @@ pub(super) async fn remove(
                 let query = sql::delete(&table, key_values(&table, uri)?);
                 let mut object = connect(&state.pool).await?;
                 let result = async {
-                    let tx = begin(
-                        &mut object,
-                        identity,
-                        false,
-                        state.config.allow_privileged_roles,
-                    )
-                    .await?;
+                    let tx = begin(&mut object, identity, false, &state.config).await?;
                     let db =
                         |err: tokio_postgres::Error| RestError::from_db(&err, identity.anonymous);
                     let statement = tx.prepare_cached(&query.sql).await.map_err(db)?;

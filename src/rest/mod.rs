@@ -43,6 +43,8 @@ pub struct RestConfig {
     /// How often the table catalog is reloaded even when no request asks for it; zero
     /// disables the timer.
     pub schema_refresh: Duration,
+    /// `statement_timeout` of each REST transaction; zero leaves the database's setting.
+    pub statement_timeout: Duration,
     /// Lets tokens name superuser or BYPASSRLS roles.
     pub allow_privileged_roles: bool,
     /// Connection settings for the pool, when REST should use a different database user
@@ -60,6 +62,7 @@ impl Default for RestConfig {
             pool_size: 16,
             stream_batch_rows: 5000,
             schema_refresh: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(30),
             allow_privileged_roles: false,
             database: None,
         }

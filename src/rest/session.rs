@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use deadpool_postgres::{Object, Pool, PoolError, Transaction};
 
 use super::error::RestError;
+use super::RestConfig;
 use crate::auth::Identity;
 
 /// Prepared statements kept per pooled connection before the cache is emptied, so requests
@@ -33,7 +34,7 @@ pub async fn connect(pool: &Pool) -> Result<Object, RestError> {
 }
 
 /// Starts a transaction and switches to the identity's role, with
-/// `request.jwt.claims` set for the transaction.
+/// `request.jwt.claims` and the configured `statement_timeout` set for the transaction.
 ///
 /// A role that does not exist is a 401 (the token names it), a role the gateway's database
 /// user may not switch to is a 403, and so is a superuser or BYPASSRLS role unless
@@ -42,9 +43,19 @@ pub async fn begin<'a>(
     object: &'a mut Object,
     identity: &Identity,
     read_only: bool,
-    allow_privileged_roles: bool,
+    config: &RestConfig,
 ) -> Result<Transaction<'a>, RestError> {
     let anonymous = identity.anonymous;
+    if identity.role == "none" {
+        // `SET ROLE none` means the session user, the gateway's own database user.
+        return Err(RestError::new(
+            StatusCode::FORBIDDEN,
+            "role_not_allowed",
+            "the role \"none\" would run the request as the gateway's own database user; \
+             issue tokens for a named role",
+        ));
+    }
+    let timeout_ms = config.statement_timeout.as_millis().to_string();
     let tx = object
         .build_transaction()
         .read_only(read_only)
@@ -54,16 +65,20 @@ pub async fn begin<'a>(
     let statement = tx
         .prepare_cached(
             "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
+             CASE WHEN $3 <> '0' THEN set_config('statement_timeout', $3, true) END, \
              (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = $1)",
         )
         .await
         .map_err(|err| RestError::from_db(&err, anonymous))?;
     let row = tx
-        .query_one(&statement, &[&identity.role, &identity.claims_json])
+        .query_one(
+            &statement,
+            &[&identity.role, &identity.claims_json, &timeout_ms],
+        )
         .await
         .map_err(|err| role_error(&err, identity))?;
-    let privileged: Option<bool> = row.get(2);
-    if privileged == Some(true) && !allow_privileged_roles {
+    let privileged: Option<bool> = row.get(3);
+    if privileged == Some(true) && !config.allow_privileged_roles {
         return Err(RestError::new(
             StatusCode::FORBIDDEN,
             "privileged_role",

@@ -156,7 +156,7 @@ async fn pump(
 ) -> Result<(), Stop> {
     let db =
         |err: tokio_postgres::Error| Stop::Failed(RestError::from_db(&err, identity.anonymous));
-    let tx = begin(object, identity, true, state.config.allow_privileged_roles)
+    let tx = begin(object, identity, true, &state.config)
         .await
         .map_err(Stop::Failed)?;
     let statement = tx.prepare_cached(&query.sql).await.map_err(db)?;
