@@ -522,6 +522,32 @@ mod tests {
     }
 
     #[test]
+    fn shipped_config_file_parses_with_its_defaults() {
+        let yaml = include_str!("../config/walgate.yaml");
+        let env = |name: &str| (name == "DATABASE_URL").then(|| "postgres://u@h/db".to_string());
+        let config = Config::from_yaml(yaml, &env).unwrap();
+        let defaults = RestConfig::default();
+        assert_eq!(config.rest.max_limit, defaults.max_limit);
+        assert_eq!(config.rest.statement_timeout, defaults.statement_timeout);
+        assert_eq!(config.rest.exposure.schemas, vec!["public".to_string()]);
+        assert_eq!(config.auth.role_claim, "role");
+        assert_eq!(config.auth.anon_role, None);
+    }
+
+    #[test]
+    fn rest_limits_are_checked() {
+        let err = Config::from_yaml(
+            "database_url: postgres://h/db\nrest: {default_limit: 500, max_limit: 100}",
+            &no_env,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid setting rest.default_limit: 500 must be between 1 and rest.max_limit (100)"
+        );
+    }
+
+    #[test]
     fn missing_database_url_is_explained() {
         let err = Config::from_yaml("{}", &no_env).unwrap_err();
         assert!(err
