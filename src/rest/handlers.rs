@@ -620,6 +620,15 @@ pub(super) async fn not_found(uri: Uri) -> Response {
     .into_response()
 }
 
+/// Turns a handler's result into the response, logging each rejected request at DEBUG.
 fn respond(result: Result<Response, RestError>) -> Response {
-    result.unwrap_or_else(IntoResponse::into_response)
+    result.unwrap_or_else(|err| {
+        tracing::debug!(
+            status = err.status.as_u16(),
+            code = err.code,
+            message = %err.message,
+            "REST request rejected"
+        );
+        err.into_response()
+    })
 }
