@@ -123,6 +123,7 @@ impl Gateway {
         let triggers =
             Arc::new(TriggerRegistry::load(config.triggers.as_deref(), &webhook_db).await?);
         let authenticator = Arc::new(Authenticator::new(&config.auth)?);
+        tracing::info!(auth = %authenticator.summary(), "bearer token verification");
         if !authenticator.is_configured() {
             tracing::warn!(
                 "no JWT key and no anonymous role are configured: REST requests are refused \
