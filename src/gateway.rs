@@ -106,22 +106,9 @@ impl Gateway {
             status_interval: config.status_interval,
             ..ReplicatorConfig::new(config.database.clone(), &config.slot, &config.publication)
         };
-        // Server settings and privileges first, so nothing is written to a database that
-        // cannot be served.
+        // Server settings, privileges, key files and the listen address first, so nothing is
+        // written to a database that cannot be served and no slot is left behind.
         replicator::check(&replication_config).await?;
-        let (mut client, connection) = config
-            .database
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map_err(|err| StartError::Connect(error_chain(&err)))?;
-        let connection = tokio::spawn(connection);
-        migrate::apply(&mut client).await?;
-        drop(client);
-        let _ = connection.await;
-        replicator::prepare(&replication_config).await?;
-        let webhook_db = Arc::new(SharedClient::new(config.database.clone(), "webhooks"));
-        let triggers =
-            Arc::new(TriggerRegistry::load(config.triggers.as_deref(), &webhook_db).await?);
         let authenticator = Arc::new(Authenticator::new(&config.auth)?);
         tracing::info!(auth = %authenticator.summary(), "bearer token verification");
         if !authenticator.is_configured() {
@@ -131,15 +118,6 @@ impl Gateway {
                  WALGATE_JWT_SECRET, WALGATE_JWKS_FILE or WALGATE_ANON_ROLE"
             );
         }
-        let shutdown = CancellationToken::new();
-        let rest = RestState::new(
-            &config.database,
-            config.rest.clone(),
-            authenticator,
-            shutdown.clone(),
-        )
-        .map_err(|err| StartError::RestPool(err.to_string()))?;
-
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -151,6 +129,30 @@ impl Gateway {
             addr: config.listen,
             source,
         })?;
+
+        let (mut client, connection) = config
+            .database
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|err| StartError::Connect(error_chain(&err)))?;
+        let connection = tokio::spawn(connection);
+        migrate::apply(&mut client).await?;
+        drop(client);
+        let _ = connection.await;
+        let webhook_db = Arc::new(SharedClient::new(config.database.clone(), "webhooks"));
+        let triggers =
+            Arc::new(TriggerRegistry::load(config.triggers.as_deref(), &webhook_db).await?);
+        let shutdown = CancellationToken::new();
+        let rest = RestState::new(
+            &config.database,
+            config.rest.clone(),
+            authenticator,
+            shutdown.clone(),
+        )
+        .map_err(|err| StartError::RestPool(err.to_string()))?;
+        // The slot last: once it exists, the server keeps WAL for it.
+        replicator::prepare(&replication_config).await?;
+
         Ok(Self::spawn(
             config,
             Wiring {

@@ -2,12 +2,15 @@
 //! chunked transfer encoding as the rows arrive.
 //!
 //! Memory stays flat whatever the row count: a few chunks wait between the database and the
-//! socket, and the database is read only as fast as the client takes the lines. The response
-//! status is decided when the first row (or the end of the result) arrives, so an error before
-//! any row is an ordinary JSON error response. An error after the first row ends the body with
-//! a last line `{"error": {"code": ..., "message": ...}}`; a body whose last line is a row is
-//! complete. A client that goes away cancels the query, and its connection is closed rather
-//! than returned to the pool.
+//! socket, and the database is read only as fast as the client takes the lines.
+//!
+//! The response status is decided when the first chunk of rows is ready (64 KiB, the end of
+//! the first batch, or the end of the result), so an error before that is an ordinary JSON
+//! error response. An error after that ends the body, after the rows read so far, with a last
+//! line `{"error": {"code": ..., "message": ...}}`. A body whose last line is a row is complete.
+//!
+//! A client that goes away cancels the query, and its connection is closed rather than
+//! returned to the pool.
 
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -30,7 +33,7 @@ const CHUNK_BYTES: usize = 64 * 1024;
 /// Chunks waiting for the socket; with `CHUNK_BYTES` this bounds a stream's buffer.
 const CHUNKS_QUEUED: usize = 4;
 
-/// Starts the query and answers once its first row, its end or its error is known.
+/// Starts the query and answers once its first chunk of rows, its end or its error is known.
 pub(super) async fn respond(
     state: RestState,
     identity: Identity,
@@ -64,7 +67,7 @@ pub(super) async fn respond(
 
 /// Why streaming stopped early.
 enum Stop {
-    /// A database error; the request's first-row channel or an error line reports it.
+    /// A database error, reported as the response or as the last line.
     Failed(RestError),
     /// The client went away.
     Gone,
@@ -85,16 +88,19 @@ async fn run(
         }
     };
     let cancel = object.cancel_token();
-    let mut first = Some(first);
-    let watcher = out.clone();
+    let mut sink = Sink {
+        first: Some(first),
+        out: out.clone(),
+        buffer: BytesMut::with_capacity(CHUNK_BYTES * 2),
+    };
     let shutdown = state.shutdown.clone();
     let outcome = tokio::select! {
-        outcome = pump(&state, &mut object, &identity, &query, &mut first, &out) => outcome,
-        _ = watcher.closed() => Err(Stop::Gone),
+        outcome = pump(&state, &mut object, &identity, &query, &mut sink) => outcome,
+        _ = out.closed() => Err(Stop::Gone),
         _ = shutdown.cancelled() => Err(Stop::Failed(RestError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting_down",
-            "the gateway is shutting down; the export is incomplete, run it again",
+            "the gateway is shutting down, so the export is incomplete; run it again",
         ))),
     };
     let err = match outcome {
@@ -104,33 +110,62 @@ async fn run(
             abandon(object, cancel);
             return;
         }
-        Err(Stop::Failed(err)) => err,
+        Err(Stop::Failed(err)) if err.code == "shutting_down" => {
+            abandon(object, cancel);
+            err
+        }
+        Err(Stop::Failed(err)) => {
+            let err = explain_read(&object, &query.probes, err).await;
+            drop(object);
+            err
+        }
     };
-    if err.code == "shutting_down" {
-        abandon(object, cancel);
-    } else {
-        let err = explain_read(&object, &query.probes, err).await;
-        drop(object);
-        return report(err, first, &out).await;
-    }
-    report(err, first, &out).await;
+    tracing::debug!(code = err.code, message = %err.message, "NDJSON stream failed");
+    sink.fail(err).await;
 }
 
-/// Sends the error as the response when no row was sent yet, else as the last line.
-async fn report(
-    err: RestError,
+/// Where rows go: the first-row signal, the chunk channel, and the rows not yet sent.
+struct Sink {
+    /// Answers the request; taken when the first chunk is sent or the stream fails first.
     first: Option<oneshot::Sender<Result<(), RestError>>>,
-    out: &mpsc::Sender<Bytes>,
-) {
-    match first {
-        Some(first) => {
+    out: mpsc::Sender<Bytes>,
+    buffer: BytesMut,
+}
+
+impl Sink {
+    /// Appends one row line, and sends the buffer once it holds a chunk.
+    async fn push(&mut self, row: &str) -> Result<(), Stop> {
+        self.buffer.extend_from_slice(row.as_bytes());
+        self.buffer.extend_from_slice(b"\n");
+        if self.buffer.len() >= CHUNK_BYTES {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the buffered rows, answering the request with 200 first if it is still open.
+    async fn flush(&mut self) -> Result<(), Stop> {
+        if let Some(first) = self.first.take() {
+            first.send(Ok(())).map_err(|_| Stop::Gone)?;
+        }
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = self.buffer.split().freeze();
+        self.out.send(chunk).await.map_err(|_| Stop::Gone)
+    }
+
+    /// Reports an error: as the response when nothing was sent yet, so the status is the
+    /// error's, else after the buffered rows as the last line.
+    async fn fail(mut self, err: RestError) {
+        if let Some(first) = self.first.take() {
             let _ = first.send(Err(err));
+            return;
         }
-        None => {
-            let mut line = serde_json::json!({ "error": err.body() }).to_string();
-            line.push('\n');
-            let _ = out.send(Bytes::from(line)).await;
-        }
+        let line = serde_json::json!({ "error": err.body() }).to_string();
+        self.buffer.extend_from_slice(line.as_bytes());
+        self.buffer.extend_from_slice(b"\n");
+        let _ = self.flush().await;
     }
 }
 
@@ -151,18 +186,15 @@ async fn pump(
     object: &mut deadpool_postgres::Object,
     identity: &Identity,
     query: &Query,
-    first: &mut Option<oneshot::Sender<Result<(), RestError>>>,
-    out: &mpsc::Sender<Bytes>,
+    sink: &mut Sink,
 ) -> Result<(), Stop> {
-    let db =
-        |err: tokio_postgres::Error| Stop::Failed(RestError::from_db(&err, identity.anonymous));
+    let db = |err: tokio_postgres::Error| Stop::Failed(RestError::from_db(&err, identity.anonymous));
     let tx = begin(object, identity, true, &state.config)
         .await
         .map_err(Stop::Failed)?;
     let statement = tx.prepare_cached(&query.sql).await.map_err(db)?;
     let portal = tx.bind(&statement, &query.param_refs()).await.map_err(db)?;
     let batch = state.config.stream_batch_rows;
-    let mut buffer = BytesMut::with_capacity(CHUNK_BYTES * 2);
     let mut total: u64 = 0;
     loop {
         let rows = tx.query_portal_raw(&portal, batch).await.map_err(db)?;
@@ -170,30 +202,17 @@ async fn pump(
         let mut in_batch = 0;
         while let Some(row) = rows.try_next().await.map_err(db)? {
             in_batch += 1;
-            if let Some(first) = first.take() {
-                first.send(Ok(())).map_err(|_| Stop::Gone)?;
-            }
-            let text: &str = row.try_get(0).map_err(db)?;
-            buffer.extend_from_slice(text.as_bytes());
-            buffer.extend_from_slice(b"\n");
-            if buffer.len() >= CHUNK_BYTES {
-                out.send(buffer.split().freeze())
-                    .await
-                    .map_err(|_| Stop::Gone)?;
-            }
+            sink.push(row.try_get(0).map_err(db)?).await?;
         }
         total += in_batch as u64;
         if in_batch < batch {
             break;
         }
+        // Rows of a slow query reach the client at least once per batch.
+        sink.flush().await?;
     }
     tx.commit().await.map_err(db)?;
-    if let Some(first) = first.take() {
-        first.send(Ok(())).map_err(|_| Stop::Gone)?;
-    }
-    if !buffer.is_empty() {
-        out.send(buffer.freeze()).await.map_err(|_| Stop::Gone)?;
-    }
+    sink.flush().await?;
     metrics::counter!(names::REST_STREAMED_ROWS).increment(total);
     Ok(())
 }
