@@ -8,6 +8,8 @@ mod health;
 mod large_transaction;
 mod replica_identity;
 mod replication_connection;
+mod rest_crud;
+mod rest_filters;
 mod schema_changes;
 mod stream_events;
 mod trigger_definitions;

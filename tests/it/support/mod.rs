@@ -1,6 +1,7 @@
 //! Shared test fixtures: throwaway clusters, connections and a webhook receiver.
 
 pub mod receiver;
+pub mod rest;
 
 use std::sync::OnceLock;
 use std::time::Duration;
