@@ -89,7 +89,7 @@ pub async fn run(listen: SocketAddr) -> Result<(), DevError> {
         gateway = Gateway::start(config) => gateway?,
         _ = stop.cancelled() => return Ok(()),
     };
-    print_instructions(&cluster, gateway.addr, &dev_token(&secret));
+    print_instructions(&cluster, gateway.addr, &secret, &dev_token(&secret));
 
     stop.cancelled().await;
     tracing::info!("stopping the gateway and removing the throwaway cluster");
@@ -149,7 +149,7 @@ fn dev_token(secret: &str) -> String {
         .expect("HS256 signing with an in-memory secret cannot fail")
 }
 
-fn print_instructions(cluster: &EphemeralCluster, addr: SocketAddr, token: &str) {
+fn print_instructions(cluster: &EphemeralCluster, addr: SocketAddr, secret: &str, token: &str) {
     let psql = cluster.client_program("psql").display().to_string();
     let url = cluster.url("postgres");
     let exe = std::env::current_exe()
@@ -167,7 +167,8 @@ fn print_instructions(cluster: &EphemeralCluster, addr: SocketAddr, token: &str)
          \nRead it over REST (anonymous requests run as role web_anon):\
          \n  curl 'http://{addr}/api/orders?status=eq.paid&sort=-total'\
          \n  curl 'http://{addr}/api/orders?stream=true'\n\
-         \nWrite it with a token for role authenticated (valid for 24 hours):\
+         \nWrite it with a token for role authenticated (valid for 24 hours; tokens are HS256\
+         \nwith this run's secret {secret}):\
          \n  TOKEN={token}\
          \n  curl -X POST http://{addr}/api/orders -H \"Authorization: Bearer $TOKEN\" \\\
          \n       -H 'content-type: application/json' -d '{{\"customer\": \"linus\", \"total\": 9.99}}'\n\

@@ -45,6 +45,9 @@ enum Command {
         /// WebSocket endpoint of the gateway
         #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
         url: String,
+        /// Bearer token (JWT) sent in the Authorization header
+        #[arg(long, env = "WALGATE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
 }
 
@@ -62,7 +65,11 @@ async fn main() -> ExitCode {
         Command::Dev { listen } => walgate::dev::run(listen)
             .await
             .map_err(|err| err.to_string()),
-        Command::Subscribe { channel, url } => subscribe(&url, &channel).await,
+        Command::Subscribe {
+            channel,
+            url,
+            token,
+        } => subscribe(&url, &channel, token.as_deref()).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -86,13 +93,18 @@ async fn serve(config_path: Option<PathBuf>) -> Result<(), String> {
     loop {
         tokio::select! {
             _ = &mut stop => break,
-            _ = hangups.recv() => match gateway.reload_triggers().await {
-                Ok(count) => tracing::info!(triggers = count, "reloaded trigger definitions"),
-                Err(err) => tracing::error!(
-                    error = %err,
-                    "trigger reload failed; the previous triggers stay in force"
-                ),
-            },
+            _ = hangups.recv() => {
+                match gateway.reload_triggers().await {
+                    Ok(count) => tracing::info!(triggers = count, "reloaded trigger definitions"),
+                    Err(err) => tracing::error!(
+                        error = %err,
+                        "trigger reload failed; the previous triggers stay in force"
+                    ),
+                }
+                if let Err(err) = gateway.reload_rest_schema().await {
+                    tracing::error!(error = %err, "REST catalog reload failed");
+                }
+            }
         }
     }
     tracing::info!("shutting down");
@@ -100,10 +112,35 @@ async fn serve(config_path: Option<PathBuf>) -> Result<(), String> {
     Ok(())
 }
 
-async fn subscribe(url: &str, channel: &str) -> Result<(), String> {
-    let (mut socket, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .map_err(|err| format!("cannot connect to {url}: {err}"))?;
+async fn subscribe(url: &str, channel: &str, token: Option<&str>) -> Result<(), String> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let mut request = url
+        .into_client_request()
+        .map_err(|err| format!("invalid WebSocket URL {url:?}: {err}"))?;
+    if let Some(token) = token {
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| "the token contains characters not allowed in a header".to_string())?;
+        request.headers_mut().insert("authorization", value);
+    }
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(request)
+            .await
+            .map_err(|err| match err {
+                tokio_tungstenite::tungstenite::Error::Http(response) => {
+                    let body = response
+                        .body()
+                        .as_deref()
+                        .map(String::from_utf8_lossy)
+                        .unwrap_or_default();
+                    format!(
+                        "the gateway at {url} refused the connection ({}): {body}",
+                        response.status()
+                    )
+                }
+                other => format!("cannot connect to {url}: {other}"),
+            })?;
     let request = serde_json::json!({ "type": "subscribe", "channel": channel });
     socket
         .send(Message::Text(request.to_string().into()))

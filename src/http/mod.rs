@@ -68,6 +68,19 @@ pub fn router(state: AppState) -> Router {
             "/api",
             rest::router(state.rest).layer(axum::middleware::from_fn(record_rest_request)),
         )
+        .fallback(not_found)
+}
+
+/// Any path no route serves.
+async fn not_found(uri: axum::http::Uri) -> Response {
+    let body = serde_json::json!({
+        "code": "not_found",
+        "message": format!(
+            "no route for {}; the gateway serves /api, /ws, /healthz, /metrics and /admin",
+            uri.path()
+        ),
+    });
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
 }
 
 /// Counts REST requests by method and status, and times them.

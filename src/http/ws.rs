@@ -72,12 +72,20 @@ fn authenticate(
         return Ok(None);
     }
     let mut token = bearer_token(headers)?.map(str::to_string);
-    if token.is_none() && auth.websocket_query_token() {
-        token = query.and_then(|query| {
-            form_urlencoded::parse(query.as_bytes())
-                .find(|(key, _)| key == "access_token")
-                .map(|(_, value)| value.into_owned())
-        });
+    let query_token = query.and_then(|query| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == "access_token")
+            .map(|(_, value)| value.into_owned())
+    });
+    if token.is_none() && query_token.is_some() {
+        if !auth.websocket_query_token() {
+            return Err(AuthError::InvalidAuthorizationHeader(
+                "the access_token query parameter is turned off on this gateway; send the \
+                 token in the Authorization header, or set auth.websocket_query_token: true"
+                    .into(),
+            ));
+        }
+        token = query_token;
     }
     auth.authenticate(token.as_deref()).map(Some)
 }

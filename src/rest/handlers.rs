@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{OriginalUri, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
@@ -13,7 +13,7 @@ use super::error::RestError;
 use super::params::{parse_list_params, ListParams};
 use super::probe::{explain_read, explain_write};
 use super::schema::{Column, Table};
-use super::session::{begin, connect};
+use super::session::{begin, Checkout};
 use super::sql::{self, key_filters, selected, unknown_column, ReadSpec};
 use super::stream;
 use super::RestState;
@@ -34,18 +34,30 @@ async fn find_table(state: &RestState, name: &str) -> Result<Arc<Table>, RestErr
         .find(name)
         .await
         .map_err(|err| RestError::internal("REST catalog look-up failed", &err))?;
-    found.ok_or_else(|| {
-        RestError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_table",
-            format!(
-                "no table {name:?} is served; tables are looked up in the schemas {} (write \
-                 schema.table for another exposed schema)",
-                state.schema.exposure().schemas.join(", ")
+    if let Some(table) = found {
+        return Ok(table);
+    }
+    let schemas = &state.schema.exposure().schemas;
+    let hint = match name.split_once('.') {
+        Some((schema, _)) if !schemas.iter().any(|exposed| exposed == schema) => format!(
+            "schema {schema:?} is not exposed; add it to rest.schemas (now {})",
+            schemas.join(", ")
+        ),
+        _ => match state.schema.find_case_insensitive(name) {
+            Some(similar) => format!("names are case-sensitive: did you mean {:?}?", similar.name),
+            None => format!(
+                "tables are looked up in the schemas {}, and the allow and block lists of \
+                 rest.tables and rest.exclude_tables apply",
+                schemas.join(", ")
             ),
-        )
-        .with_detail("table", name)
-    })
+        },
+    };
+    Err(RestError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_table",
+        format!("no table {name:?} is served; {hint}"),
+    )
+    .with_detail("table", name))
 }
 
 /// Runs `attempt` against the table, and once more after reloading the catalog when the
@@ -76,12 +88,47 @@ fn is_stale_schema(err: &RestError) -> bool {
     }
 }
 
+/// True when the `Accept` header prefers NDJSON to JSON: `application/x-ndjson` is listed
+/// with a quality above zero, and above `application/json` if that is listed too (the one
+/// listed first wins a tie). Media types compare case-insensitively; wildcards count for
+/// neither.
 fn wants_ndjson(headers: &HeaderMap) -> bool {
-    headers
+    let mut ndjson: Option<(f32, usize)> = None;
+    let mut json: Option<(f32, usize)> = None;
+    let ranges = headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|value| value.to_str().ok())
-        .any(|value| value.split(',').any(|part| part.trim().starts_with(NDJSON)))
+        .flat_map(|value| value.split(','));
+    for (position, range) in ranges.enumerate() {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let quality = parts
+            .filter_map(|param| param.trim().split_once('='))
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
+            .and_then(|(_, q)| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let slot = match media.as_str() {
+            NDJSON => &mut ndjson,
+            "application/json" => &mut json,
+            _ => continue,
+        };
+        let better = match slot {
+            Some((best, _)) => quality > *best,
+            None => true,
+        };
+        if better {
+            *slot = Some((quality, position));
+        }
+    }
+    match (ndjson, json) {
+        (Some((q, _)), _) if q <= 0.0 => false,
+        (Some(_), None) => true,
+        (Some((q_nd, at_nd)), Some((q_js, at_js))) => {
+            q_nd > q_js || (q_nd == q_js && at_nd < at_js)
+        }
+        (None, _) => false,
+    }
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
@@ -127,7 +174,7 @@ async fn list_rows(
         let identity = identity.clone();
         async move {
             let params = parse_list_params(query, &|column| table.column(column).is_some())?;
-            if params.stream || ndjson {
+            if params.stream.unwrap_or(ndjson) {
                 return stream_rows(state, &table, &params, identity).await;
             }
             page(state, &table, &params, &identity).await
@@ -192,9 +239,9 @@ async fn read_rows(
     query: &sql::Query,
     identity: &Identity,
 ) -> Result<Vec<String>, RestError> {
-    let mut object = connect(&state.pool).await?;
+    let mut connection = Checkout::new(&state.pool).await?;
     let result = async {
-        let tx = begin(&mut object, identity, true, &state.config).await?;
+        let tx = begin(connection.object(), identity, true, &state.config).await?;
         let db = |err: tokio_postgres::Error| RestError::from_db(&err, identity.anonymous);
         let statement = tx.prepare_cached(&query.sql).await.map_err(db)?;
         let rows = tx
@@ -205,10 +252,12 @@ async fn read_rows(
         Ok(rows.iter().map(|row| row.get::<_, String>(0)).collect())
     }
     .await;
-    match result {
-        Err(err) => Err(explain_read(&object, &query.probes, err).await),
+    let result = match result {
+        Err(err) => Err(explain_read(connection.object(), &query.probes, err).await),
         ok => ok,
-    }
+    };
+    connection.release();
+    result
 }
 
 /// The primary-key values in the last path segment: comma-separated, each percent-encoded.
@@ -218,7 +267,8 @@ fn key_values(table: &Table, uri: &Uri) -> Result<Vec<String>, RestError> {
             StatusCode::METHOD_NOT_ALLOWED,
             "no_primary_key",
             format!(
-                "table {} has no primary key, so rows cannot be addressed by id; use \
+                "{} has no primary key (views never have one), so its rows cannot be read, \
+                 updated or deleted by id; list them with filters instead, as in \
                  GET /api/{}?column=eq.value",
                 table.display_name(),
                 table.name
@@ -270,22 +320,25 @@ fn row_not_found(table: &Table, uri: &Uri) -> RestError {
 
 /// Parses the `select` parameter of a request on one row; other parameters are refused.
 fn row_select(table: &Table, query: Option<&str>) -> Result<Option<Vec<String>>, RestError> {
-    let params = parse_list_params(query, &|_| false).map_err(|err| {
-        if err.code == "unknown_column" {
-            RestError::bad_request(
-                "invalid_parameter",
-                "only the select parameter applies to a single row or a write",
-            )
-        } else {
-            err
-        }
-    })?;
-    if !params.sort.is_empty() || params.limit.is_some() || params.offset.is_some() {
-        return Err(RestError::bad_request(
+    let only_select = |parameter: &str| {
+        RestError::bad_request(
             "invalid_parameter",
-            "only the select parameter applies to a single row or a write",
-        ));
+            format!(
+                "parameter {parameter:?} does not apply here: a single row or a write takes \
+                 only select; filter a list with GET /api/{}?...",
+                table.name
+            ),
+        )
+        .with_detail("parameter", parameter)
+    };
+    if let Some(query) = query {
+        for (key, _) in form_urlencoded::parse(query.as_bytes()) {
+            if key != "select" {
+                return Err(only_select(&key));
+            }
+        }
     }
+    let params = parse_list_params(query, &|_| false)?;
     if let Some(columns) = &params.select {
         for column in columns {
             if table.column(column).is_none() {
@@ -471,9 +524,9 @@ async fn write(
     queries: &[sql::Query],
     rows: &[Map<String, Value>],
 ) -> Result<Vec<String>, RestError> {
-    let mut object = connect(&state.pool).await?;
+    let mut connection = Checkout::new(&state.pool).await?;
     let result = async {
-        let tx = begin(&mut object, identity, false, &state.config).await?;
+        let tx = begin(connection.object(), identity, false, &state.config).await?;
         let db = |err: tokio_postgres::Error| RestError::from_db(&err, identity.anonymous);
         let mut out = Vec::new();
         for query in queries {
@@ -490,17 +543,19 @@ async fn write(
         Ok(out)
     }
     .await;
-    match result {
+    let result = match result {
         Err(err) => {
             let key_probes: Vec<sql::Probe> = queries
                 .iter()
                 .flat_map(|q| q.probes.iter().cloned())
                 .collect();
-            let err = explain_read(&object, &key_probes, err).await;
-            Err(explain_write(&object, table, rows, err).await)
+            let err = explain_read(connection.object(), &key_probes, err).await;
+            Err(explain_write(connection.object(), table, rows, err).await)
         }
         ok => ok,
-    }
+    };
+    connection.release();
+    result
 }
 
 /// `PATCH /api/{table}/{id}`: sets the columns in the body object; 200 with the new row.
@@ -577,9 +632,9 @@ pub(super) async fn remove(
             let (state, identity, uri) = (&state, &identity, &uri);
             async move {
                 let query = sql::delete(&table, key_values(&table, uri)?);
-                let mut object = connect(&state.pool).await?;
+                let mut connection = Checkout::new(&state.pool).await?;
                 let result = async {
-                    let tx = begin(&mut object, identity, false, &state.config).await?;
+                    let tx = begin(connection.object(), identity, false, &state.config).await?;
                     let db =
                         |err: tokio_postgres::Error| RestError::from_db(&err, identity.anonymous);
                     let statement = tx.prepare_cached(&query.sql).await.map_err(db)?;
@@ -591,10 +646,12 @@ pub(super) async fn remove(
                     Ok(row.get::<_, i64>(0))
                 }
                 .await;
-                let deleted = match result {
-                    Err(err) => return Err(explain_read(&object, &query.probes, err).await),
-                    Ok(count) => count,
+                let result = match result {
+                    Err(err) => Err(explain_read(connection.object(), &query.probes, err).await),
+                    ok => ok,
                 };
+                connection.release();
+                let deleted = result?;
                 if deleted == 0 {
                     return Err(row_not_found(&table, uri));
                 }
@@ -608,16 +665,31 @@ pub(super) async fn remove(
 }
 
 /// Any other path under `/api`.
-pub(super) async fn not_found(uri: Uri) -> Response {
-    RestError::new(
+pub(super) async fn not_found(OriginalUri(uri): OriginalUri) -> Response {
+    respond(Err(RestError::new(
         StatusCode::NOT_FOUND,
         "not_found",
         format!(
             "no route for {}; use /api/{{table}} or /api/{{table}}/{{id}}",
             uri.path()
         ),
-    )
-    .into_response()
+    )))
+}
+
+/// A method the route does not serve.
+pub(super) async fn method_not_allowed(
+    method: axum::http::Method,
+    OriginalUri(uri): OriginalUri,
+) -> Response {
+    respond(Err(RestError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{method} is not served on {}: /api/{{table}} takes GET and POST, and \
+             /api/{{table}}/{{id}} takes GET, PATCH and DELETE",
+            uri.path()
+        ),
+    )))
 }
 
 /// Turns a handler's result into the response, logging each rejected request at DEBUG.
@@ -631,4 +703,27 @@ fn respond(result: Result<Response, RestError>) -> Response {
         );
         err.into_response()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(value: &str) -> bool {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
+        wants_ndjson(&headers)
+    }
+
+    #[test]
+    fn accept_header_picks_ndjson_by_quality() {
+        assert!(accept("application/x-ndjson"));
+        assert!(accept("APPLICATION/X-NDJSON"));
+        assert!(accept("application/x-ndjson, */*"));
+        assert!(accept("application/json;q=0.5, application/x-ndjson"));
+        assert!(!accept("application/json, application/x-ndjson"));
+        assert!(!accept("application/x-ndjson;q=0"));
+        assert!(!accept("application/x-ndjson;q=0.1, application/json"));
+        assert!(!accept("*/*"));
+    }
 }

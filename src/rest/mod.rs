@@ -165,5 +165,6 @@ pub fn router(state: RestState) -> Router {
                 .delete(handlers::remove),
         )
         .fallback(handlers::not_found)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
         .with_state(state)
 }

@@ -7,10 +7,10 @@
 //!   `is_not_null` take no value (`col=is_null`, `col.is_null=` or `col.is_null=true`).
 //! - `select=a,b`, `sort=a,-b,c:desc`, `limit=N`, `offset=N`, `stream=true`.
 //!
-//! Several filters are combined with AND. A key that is exactly a column name is always a
-//! filter on that column, even when it contains a dot; a reserved word (`select`, `sort`,
-//! `limit`, `offset`, `stream`) is a parameter, and a column of that name is filtered with
-//! `col.op=value`.
+//! Several filters are combined with AND. The reserved words `select`, `sort`, `limit`, `offset`
+//! and `stream` are always parameters, so adding a column of that name never changes what a
+//! request means; such a column is filtered with `col.op=value`, as in `limit.eq=5`. Any other
+//! key that is exactly a column name is a filter on that column, even when it contains a dot.
 
 use crate::rest::error::RestError;
 
@@ -88,7 +88,8 @@ pub struct ListParams {
     pub sort: Vec<SortKey>,
     pub limit: Option<u64>,
     pub offset: Option<u64>,
-    pub stream: bool,
+    /// `stream=true` or `stream=false`; None when the request leaves it to the Accept header.
+    pub stream: Option<bool>,
 }
 
 impl ListParams {
@@ -118,16 +119,13 @@ pub fn parse_list_params(
     };
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         let (key, value) = (key.as_ref(), value.as_ref());
-        if is_column(key) {
-            params.filters.push(value_filter(key, value)?);
-            continue;
-        }
         match key {
             "select" => params.select = Some(parse_select(value)?),
             "sort" => params.sort = parse_sort(value)?,
             "limit" => params.limit = Some(parse_count("limit", value)?),
             "offset" => params.offset = Some(parse_count("offset", value)?),
-            "stream" => params.stream = parse_bool("stream", value)?,
+            "stream" => params.stream = Some(parse_bool("stream", value)?),
+            _ if is_column(key) => params.filters.push(value_filter(key, value)?),
             _ => params.filters.push(keyed_filter(key, value, is_column)?),
         }
     }
@@ -325,6 +323,15 @@ fn parse_select(value: &str) -> Result<Vec<String>, RestError> {
         )
         .with_detail("parameter", "select"));
     }
+    for (index, column) in columns.iter().enumerate() {
+        if columns[..index].contains(column) {
+            return Err(RestError::bad_request(
+                "invalid_parameter",
+                format!("select lists column {column:?} twice; list each column once"),
+            )
+            .with_detail("parameter", "select"));
+        }
+    }
     Ok(columns)
 }
 
@@ -333,10 +340,21 @@ fn parse_sort(value: &str) -> Result<Vec<SortKey>, RestError> {
     for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (column, descending) = if let Some(column) = part.strip_prefix('-') {
             (column, true)
-        } else if let Some(column) = part.strip_suffix(":desc") {
-            (column, true)
-        } else if let Some(column) = part.strip_suffix(":asc") {
-            (column, false)
+        } else if let Some((column, direction)) = part.rsplit_once(':') {
+            match direction {
+                "asc" => (column, false),
+                "desc" => (column, true),
+                other => {
+                    return Err(RestError::bad_request(
+                        "invalid_parameter",
+                        format!(
+                            "sort direction {other:?} in {part:?} is not asc or desc; write \
+                             {column}:desc or -{column}"
+                        ),
+                    )
+                    .with_detail("parameter", "sort"))
+                }
+            }
         } else {
             (part, false)
         };
@@ -356,7 +374,7 @@ fn parse_count(name: &'static str, value: &str) -> Result<u64, RestError> {
         .ok_or_else(|| {
             RestError::bad_request(
                 "invalid_parameter",
-                format!("{name}={value:?} is not a whole number; use for example {name}=100"),
+                format!("{name}={value:?} is not a whole number of 0 or more; use for example {name}=100"),
             )
             .with_detail("parameter", name)
         })
@@ -458,7 +476,8 @@ mod tests {
         let filter = one("limit.eq=5");
         assert_eq!((filter.column.as_str(), filter.op), ("limit", FilterOp::Eq));
         let params = parse("limit=5").unwrap();
-        assert_eq!(params.filters.len(), 1, "a column named limit is filtered");
+        assert!(params.filters.is_empty(), "limit stays a parameter");
+        assert_eq!(params.limit, Some(5));
     }
 
     #[test]
@@ -494,7 +513,7 @@ mod tests {
         );
         assert_eq!(
             (params.limit, params.offset, params.stream),
-            (Some(10), Some(20), true)
+            (Some(10), Some(20), Some(true))
         );
     }
 
@@ -504,7 +523,7 @@ mod tests {
         assert_eq!(err.code, "invalid_parameter");
         assert_eq!(
             err.message,
-            "offset=\"-1\" is not a whole number; use for example offset=100"
+            "offset=\"-1\" is not a whole number of 0 or more; use for example offset=100"
         );
         let err = parse_list_params(Some("limit=ten"), &|_| false).unwrap_err();
         assert_eq!(err.details["parameter"], "limit");
@@ -520,6 +539,20 @@ mod tests {
         assert_eq!(err.details["column"], "nope");
         let err = parse("select=").unwrap_err();
         assert_eq!(err.code, "invalid_parameter");
+    }
+
+    #[test]
+    fn duplicate_select_and_bad_direction() {
+        let err = parse("select=id,id").unwrap_err();
+        assert_eq!(
+            err.message,
+            "select lists column \"id\" twice; list each column once"
+        );
+        let err = parse("sort=total:up").unwrap_err();
+        assert_eq!(
+            err.message,
+            "sort direction \"up\" in \"total:up\" is not asc or desc; write total:desc or -total"
+        );
     }
 
     #[test]

@@ -112,7 +112,7 @@ pub struct SchemaCache {
     db: SharedClient,
     exposure: Exposure,
     snapshot: RwLock<Arc<Snapshot>>,
-    /// Serialises reloads; holds when the last one finished.
+    /// Serialises reloads; contains when the last reload caused by a request finished.
     reload: Mutex<Option<Instant>>,
 }
 
@@ -167,6 +167,20 @@ impl SchemaCache {
         Ok(found)
     }
 
+    /// A served table whose name matches `name` ignoring case, for hints in errors.
+    pub fn find_case_insensitive(&self, name: &str) -> Option<Arc<Table>> {
+        let snapshot = self.snapshot.read().expect("schema lock").clone();
+        let wanted = name.to_lowercase();
+        snapshot
+            .tables
+            .values()
+            .find(|table| {
+                table.name.to_lowercase() == wanted
+                    || format!("{}.{}", table.schema, table.name).to_lowercase() == wanted
+            })
+            .cloned()
+    }
+
     fn find_loaded(&self, name: &str) -> Option<Arc<Table>> {
         let snapshot = self.snapshot.read().expect("schema lock").clone();
         if let Some(table) = self.exposure.schemas.iter().find_map(|schema| {
@@ -184,7 +198,7 @@ impl SchemaCache {
             .cloned()
     }
 
-    /// Reloads unless a reload finished less than a second ago.
+    /// Reloads unless a reload caused by a request finished less than a second ago.
     pub async fn reload_if_stale(&self) -> Result<(), LookupError> {
         let mut last = self.reload.lock().await;
         if last.is_some_and(|at| at.elapsed() < MIN_RELOAD_GAP) {
@@ -195,12 +209,11 @@ impl SchemaCache {
         Ok(())
     }
 
-    /// Reloads now.
+    /// Reloads now. This does not count toward the once-a-second limit of reloads caused by
+    /// requests, so a table created just after a timed reload is still found at once.
     pub async fn reload(&self) -> Result<(), LookupError> {
-        let mut last = self.reload.lock().await;
-        self.load().await?;
-        *last = Some(Instant::now());
-        Ok(())
+        let _serialised = self.reload.lock().await;
+        self.load().await
     }
 
     async fn load(&self) -> Result<(), LookupError> {

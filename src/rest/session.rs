@@ -3,6 +3,7 @@
 
 use axum::http::StatusCode;
 use deadpool_postgres::{Object, Pool, PoolError, Transaction};
+use tokio_postgres::CancelToken;
 
 use super::error::RestError;
 use super::RestConfig;
@@ -12,8 +13,72 @@ use crate::auth::Identity;
 /// with many different filter shapes cannot grow it without bound.
 const STATEMENT_CACHE_LIMIT: usize = 256;
 
+/// A pooled connection held by a request.
+///
+/// When the request is dropped before [`Checkout::release`] (its client went away), the
+/// connection may still be running a statement. Dropping the checkout then takes the
+/// connection out of the pool, cancels whatever it runs and closes it, so the statement stops
+/// and the next request does not queue behind it.
+pub struct Checkout {
+    object: Option<Object>,
+    cancel: CancelToken,
+    armed: bool,
+}
+
+impl Checkout {
+    /// Takes a connection from the pool.
+    pub async fn new(pool: &Pool) -> Result<Checkout, RestError> {
+        let object = connect(pool).await?;
+        Ok(Checkout {
+            cancel: object.cancel_token(),
+            object: Some(object),
+            armed: true,
+        })
+    }
+
+    /// The connection.
+    pub fn object(&mut self) -> &mut Object {
+        self.object
+            .as_mut()
+            .expect("the connection is held until drop")
+    }
+
+    /// Marks the request's statements as finished, so the connection goes back to the pool.
+    pub fn release(&mut self) {
+        self.armed = false;
+    }
+
+    /// Cancels and closes the connection now instead of returning it to the pool.
+    pub fn abandon(mut self) {
+        self.armed = true;
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        if let (true, Some(object)) = (self.armed, self.object.take()) {
+            abandon(object, self.cancel.clone());
+        }
+    }
+}
+
+/// Takes the connection out of the pool, cancels whatever it runs and closes it, so an
+/// abandoned statement neither keeps running nor delays the next request.
+fn abandon(object: Object, cancel: CancelToken) {
+    let client = Object::take(object);
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        if let Err(err) = cancel.cancel_query(tokio_postgres::NoTls).await {
+            tracing::debug!(error = %err, "cancel request failed; closing the connection");
+        }
+        drop(client);
+    });
+}
+
 /// Takes a connection from the pool.
-pub async fn connect(pool: &Pool) -> Result<Object, RestError> {
+async fn connect(pool: &Pool) -> Result<Object, RestError> {
     let object = pool.get().await.map_err(|err| {
         let message = match &err {
             PoolError::Timeout(_) => {

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::error::RestError;
 use super::handlers::NDJSON;
 use super::probe::explain_read;
-use super::session::{begin, connect};
+use super::session::{begin, Checkout};
 use super::sql::Query;
 use super::RestState;
 use crate::auth::Identity;
@@ -80,14 +80,13 @@ async fn run(
     first: oneshot::Sender<Result<(), RestError>>,
     out: mpsc::Sender<Bytes>,
 ) {
-    let mut object = match connect(&state.pool).await {
-        Ok(object) => object,
+    let mut connection = match Checkout::new(&state.pool).await {
+        Ok(connection) => connection,
         Err(err) => {
             let _ = first.send(Err(err));
             return;
         }
     };
-    let cancel = object.cancel_token();
     let mut sink = Sink {
         first: Some(first),
         out: out.clone(),
@@ -95,7 +94,7 @@ async fn run(
     };
     let shutdown = state.shutdown.clone();
     let outcome = tokio::select! {
-        outcome = pump(&state, &mut object, &identity, &query, &mut sink) => outcome,
+        outcome = pump(&state, connection.object(), &identity, &query, &mut sink) => outcome,
         _ = out.closed() => Err(Stop::Gone),
         _ = shutdown.cancelled() => Err(Stop::Failed(RestError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -104,19 +103,22 @@ async fn run(
         ))),
     };
     let err = match outcome {
-        Ok(()) => return,
+        Ok(()) => {
+            connection.release();
+            return;
+        }
         Err(Stop::Gone) => {
             tracing::debug!("NDJSON client went away; cancelling its query");
-            abandon(object, cancel);
+            connection.abandon();
             return;
         }
         Err(Stop::Failed(err)) if err.code == "shutting_down" => {
-            abandon(object, cancel);
+            connection.abandon();
             err
         }
         Err(Stop::Failed(err)) => {
-            let err = explain_read(&object, &query.probes, err).await;
-            drop(object);
+            let err = explain_read(connection.object(), &query.probes, err).await;
+            connection.release();
             err
         }
     };
@@ -169,18 +171,6 @@ impl Sink {
     }
 }
 
-/// Takes the connection out of the pool, cancels whatever it runs and closes it, so a query
-/// abandoned mid-stream neither keeps running nor reaches the next request.
-fn abandon(object: deadpool_postgres::Object, cancel: tokio_postgres::CancelToken) {
-    let client = deadpool_postgres::Object::take(object);
-    tokio::spawn(async move {
-        if let Err(err) = cancel.cancel_query(tokio_postgres::NoTls).await {
-            tracing::debug!(error = %err, "cancel request failed; closing the connection");
-        }
-        drop(client);
-    });
-}
-
 async fn pump(
     state: &RestState,
     object: &mut deadpool_postgres::Object,
@@ -188,7 +178,8 @@ async fn pump(
     query: &Query,
     sink: &mut Sink,
 ) -> Result<(), Stop> {
-    let db = |err: tokio_postgres::Error| Stop::Failed(RestError::from_db(&err, identity.anonymous));
+    let db =
+        |err: tokio_postgres::Error| Stop::Failed(RestError::from_db(&err, identity.anonymous));
     let tx = begin(object, identity, true, &state.config)
         .await
         .map_err(Stop::Failed)?;
