@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::AppState;
-use crate::auth::{bearer_token, AuthError, Identity};
+use crate::auth::{bearer_token, Identity};
 use crate::metrics as names;
 use crate::realtime::channel::Channel;
 use crate::realtime::hub::table_key;
@@ -53,7 +53,7 @@ pub async fn upgrade(
 ) -> Response {
     let identity = match authenticate(&state, &headers, query.as_deref()) {
         Ok(identity) => identity,
-        Err(err) => return RestError::from(err).into_response(),
+        Err(err) => return err.into_response(),
     };
     let limits = state.limits.clone();
     ws.max_message_size(limits.max_frame_bytes)
@@ -66,7 +66,7 @@ fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     query: Option<&str>,
-) -> Result<Option<Identity>, AuthError> {
+) -> Result<Option<Identity>, RestError> {
     let auth = state.rest.authenticator();
     if !auth.is_configured() {
         return Ok(None);
@@ -79,15 +79,16 @@ fn authenticate(
     });
     if token.is_none() && query_token.is_some() {
         if !auth.websocket_query_token() {
-            return Err(AuthError::InvalidAuthorizationHeader(
+            return Err(RestError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "query_token_disabled",
                 "the access_token query parameter is turned off on this gateway; send the \
-                 token in the Authorization header, or set auth.websocket_query_token: true"
-                    .into(),
+                 token in the Authorization header, or set auth.websocket_query_token: true",
             ));
         }
         token = query_token;
     }
-    auth.authenticate(token.as_deref()).map(Some)
+    Ok(Some(auth.authenticate(token.as_deref())?))
 }
 
 async fn serve_client(socket: WebSocket, state: AppState, identity: Option<Identity>) {

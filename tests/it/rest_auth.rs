@@ -821,7 +821,7 @@ async fn websocket_checks_token_and_select() {
     );
     assert_upgrade_rejected(
         ws_connect(gateway.addr, &format!("/ws?access_token={token}"), None).await,
-        "missing_token",
+        "query_token_disabled",
     );
 
     let mut ws = ws_connect(gateway.addr, "/ws", Some(&token))
