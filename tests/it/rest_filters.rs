@@ -370,8 +370,8 @@ async fn bad_reads_get_exact_errors() {
     let fx = Fixture::start("", "{}").await;
     let unknown_table = json!({
         "code": "unknown_table",
-        "message": "no table \"nope\" is served; tables are looked up in the schemas public \
-                    (write schema.table for another exposed schema)",
+        "message": "no table \"nope\" is served; tables are looked up in the schemas public, \
+                    and the allow and block lists of rest.tables and rest.exclude_tables apply",
         "details": {"table": "nope"},
     });
     let replies = [
@@ -454,14 +454,14 @@ async fn bad_reads_get_exact_errors() {
             "limit=-1".into(),
             invalid_parameter(
                 "limit",
-                "limit=\"-1\" is not a whole number; use for example limit=100",
+                "limit=\"-1\" is not a whole number of 0 or more; use for example limit=100",
             ),
         ),
         (
             "offset=x".into(),
             invalid_parameter(
                 "offset",
-                "offset=\"x\" is not a whole number; use for example offset=100",
+                "offset=\"x\" is not a whole number of 0 or more; use for example offset=100",
             ),
         ),
         (
@@ -539,7 +539,9 @@ async fn bad_reads_get_exact_errors() {
         with_sort.body,
         json!({
             "code": "invalid_parameter",
-            "message": "only the select parameter applies to a single row or a write",
+            "message": "parameter \"sort\" does not apply here: a single row or a write takes \
+                        only select; filter a list with GET /api/orders?...",
+            "details": {"parameter": "sort"},
         })
     );
     let select_one = fx.anon.get("/orders/1?select=nope").await;
@@ -597,14 +599,9 @@ async fn injection_attempts_change_nothing() {
         "orders ",
     ];
     for name in names {
-        let expected = json!({
-            "code": "unknown_table",
-            "message": format!(
-                "no table {name:?} is served; tables are looked up in the schemas public, \
-                 walgate (write schema.table for another exposed schema)"
-            ),
-            "details": {"table": name},
-        });
+        // The hint after the first clause depends on the name, so only the clause that names
+        // the table is compared.
+        let prefix = format!("no table {name:?} is served; ");
         let segment = encode(name);
         let replies = [
             fx.anon.get(&format!("/{segment}")).await,
@@ -620,7 +617,14 @@ async fn injection_attempts_change_nothing() {
         ];
         for reply in replies {
             assert_eq!(reply.status, 404, "table {name:?}: {}", reply.text);
-            assert_eq!(reply.body, expected, "table {name:?}");
+            assert_eq!(reply.body["code"], "unknown_table", "table {name:?}");
+            assert_eq!(
+                reply.body["details"],
+                json!({"table": name}),
+                "table {name:?}"
+            );
+            let message = reply.body["message"].as_str().unwrap_or_default();
+            assert!(message.starts_with(&prefix), "table {name:?}: {message}");
         }
     }
 
@@ -929,10 +933,9 @@ async fn quoted_names_are_served_exactly() {
     };
 
     let cases: &[(Params, &str, &str)] = &[
-        (&[("limit", "20")], r#""limit" = 20"#, "id"),
         (&[("limit.eq", "20")], r#""limit" = 20"#, "id"),
         (
-            &[("limit", "gte.20"), ("sort", "-id")],
+            &[("limit.gte", "20"), ("sort", "-id")],
             r#""limit" >= 20"#,
             "id DESC",
         ),

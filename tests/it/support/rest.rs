@@ -194,7 +194,10 @@ pub async fn query_json_with(
         .collect();
     db.query(sql, &params)
         .await
-        .unwrap_or_else(|err| panic!("query {sql:?} failed: {err}"))
+        .unwrap_or_else(|err| {
+            let cause = err.as_db_error().map(|db| db.message().to_string());
+            panic!("query {sql:?} failed: {err} {cause:?}")
+        })
         .iter()
         .map(|row| row.get::<_, Value>(0))
         .collect()
