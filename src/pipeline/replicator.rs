@@ -135,6 +135,11 @@ pub async fn run(
             failures = failures.saturating_add(1);
             let reason = match result {
                 Ok(()) => "stream stopped".to_string(),
+                Err(StreamError::Source(err)) if err.sqlstate() == Some("55006") => format!(
+                    "{err}; another process streams from slot {:?}, so give each gateway its \
+                     own slot (WALGATE_SLOT) or stop the other one",
+                    config.slot
+                ),
                 Err(err) => err.to_string(),
             };
             let delay = backoff(failures);

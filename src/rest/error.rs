@@ -91,7 +91,14 @@ impl RestError {
             };
             return Self::new(status, code, message).with_detail("sqlstate", state);
         }
-        Self::new(status, code, db.message().to_string()).with_db_details(db)
+        let mut message = db.message().to_string();
+        if anonymous && state == "42501" {
+            message.push_str(
+                " (the request had no token, so it ran as the anonymous role; send \
+                 Authorization: Bearer <JWT> for a role with this privilege)",
+            );
+        }
+        Self::new(status, code, message).with_db_details(db)
     }
 
     fn with_db_details(mut self, db: &DbError) -> Self {

@@ -552,7 +552,8 @@ async fn tokenless_requests_run_as_anon() {
         &write,
         StatusCode::UNAUTHORIZED,
         "insufficient_privilege",
-        "permission denied for table menu",
+        "permission denied for table menu (the request had no token, so it ran as the \
+         anonymous role; send Authorization: Bearer <JWT> for a role with this privilege)",
     );
     assert_eq!(write.json()["details"], json!({"sqlstate": "42501"}));
     assert_eq!(write.header("www-authenticate"), Some("Bearer"));
