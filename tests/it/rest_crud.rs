@@ -700,7 +700,9 @@ async fn bad_writes_get_exact_errors() {
         anonymous_write.body,
         json!({
             "code": "insufficient_privilege",
-            "message": "permission denied for table orders",
+            "message": "permission denied for table orders (the request had no token, so it \
+                        ran as the anonymous role; send Authorization: Bearer <JWT> for a role \
+                        with this privilege)",
             "details": {"sqlstate": "42501"},
         })
     );

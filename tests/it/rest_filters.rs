@@ -1,6 +1,7 @@
-//! REST list requests: filter operators in both forms, select, sort, limit and offset compared
-//! with the same query in SQL, the errors of bad reads, injection attempts through names and
-//! values, names that need quoting, and columns added, dropped or retyped while the gateway runs.
+//! REST list requests compared with the same query in SQL: filter operators in both forms,
+//! select, sort, limit and offset. Also the errors of bad reads, injection attempts through names
+//! and values, names that need quoting, and columns added, dropped or retyped while the gateway
+//! runs.
 
 use serde_json::{json, Value};
 
@@ -1031,7 +1032,7 @@ async fn retyped_column_still_filters() {
         .await
         .unwrap();
     // Waits out the minimum gap between catalog reloads and forces a reload, so the catalog
-    // knows the new type and only the cached statement can be stale.
+    // has the new type and only a cached statement can be stale.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let reloaded = fx.anon.get("/items?nope=1").await;
     reloaded.expect(400);
