@@ -147,6 +147,8 @@ fn classify(state: &str, anonymous: bool) -> Option<(StatusCode, &'static str)> 
         "40P01" => (StatusCode::CONFLICT, "deadlock_detected"),
         "57014" => (StatusCode::GATEWAY_TIMEOUT, "query_canceled"),
         "25006" => (StatusCode::METHOD_NOT_ALLOWED, "read_only_transaction"),
+        // Raised, among others, for a write to a view PostgreSQL cannot update.
+        "55000" => (StatusCode::METHOD_NOT_ALLOWED, "not_writable"),
         _ if state.starts_with("22") => (StatusCode::BAD_REQUEST, "data_exception"),
         _ if state.starts_with("23") => (StatusCode::CONFLICT, "integrity_violation"),
         _ if state.starts_with("53") || state.starts_with("08") || state.starts_with("57P") => {

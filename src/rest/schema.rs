@@ -5,7 +5,7 @@
 //! request names something it does not hold, when PostgreSQL reports an undefined table or
 //! column, and on a timer, so schema changes are picked up without a restart.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -103,17 +103,26 @@ struct Snapshot {
     tables: HashMap<(String, String), Arc<Table>>,
 }
 
-/// Least time between two reloads caused by requests, so a client naming unknown tables in a
-/// loop cannot make the gateway reload the catalog on every request.
-const MIN_RELOAD_GAP: Duration = Duration::from_secs(1);
+/// Most reloads caused by requests in one second, so a client naming unknown tables in a loop
+/// cannot make the gateway reload the catalog on every request.
+const MAX_REQUEST_RELOADS_PER_SECOND: usize = 5;
+
+/// Bookkeeping of reloads, behind the lock that serialises them.
+#[derive(Default)]
+struct Reloads {
+    /// When recent reloads caused by requests started, oldest first.
+    recent: VecDeque<Instant>,
+    /// When the last reload of any kind finished.
+    finished: Option<Instant>,
+}
 
 /// The exposed tables, reloaded on demand.
 pub struct SchemaCache {
     db: SharedClient,
     exposure: Exposure,
     snapshot: RwLock<Arc<Snapshot>>,
-    /// Serialises reloads; contains when the last reload caused by a request finished.
-    reload: Mutex<Option<Instant>>,
+    /// Serialises reloads.
+    reload: Mutex<Reloads>,
 }
 
 /// Why a table name in a request matched nothing.
@@ -130,7 +139,7 @@ impl SchemaCache {
             db,
             exposure,
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
-            reload: Mutex::new(None),
+            reload: Mutex::new(Reloads::default()),
         }
     }
 
@@ -147,24 +156,6 @@ impl SchemaCache {
         }
         self.reload_if_stale().await?;
         Ok(self.find_loaded(name))
-    }
-
-    /// Like [`SchemaCache::find`], and reloads the catalog when the table lacks one of
-    /// `columns`, so a column added since the last load is found.
-    pub async fn find_with_columns(
-        &self,
-        name: &str,
-        columns: &[&str],
-    ) -> Result<Option<Arc<Table>>, LookupError> {
-        let found = self.find(name).await?;
-        if let Some(table) = &found {
-            if columns.iter().all(|column| table.column(column).is_some()) {
-                return Ok(found);
-            }
-            self.reload_if_stale().await?;
-            return Ok(self.find_loaded(name));
-        }
-        Ok(found)
     }
 
     /// A served table whose name matches `name` ignoring case, for hints in errors.
@@ -198,22 +189,36 @@ impl SchemaCache {
             .cloned()
     }
 
-    /// Reloads unless a reload caused by a request finished less than a second ago.
+    /// Reloads because a request found the catalog stale. Concurrent callers share one
+    /// reload, and beyond five such reloads a second the snapshot is kept as it is.
     pub async fn reload_if_stale(&self) -> Result<(), LookupError> {
-        let mut last = self.reload.lock().await;
-        if last.is_some_and(|at| at.elapsed() < MIN_RELOAD_GAP) {
+        let asked = Instant::now();
+        let mut reloads = self.reload.lock().await;
+        if reloads.finished.is_some_and(|finished| finished > asked) {
             return Ok(());
         }
+        while reloads
+            .recent
+            .front()
+            .is_some_and(|started| started.elapsed() >= Duration::from_secs(1))
+        {
+            reloads.recent.pop_front();
+        }
+        if reloads.recent.len() >= MAX_REQUEST_RELOADS_PER_SECOND {
+            return Ok(());
+        }
+        reloads.recent.push_back(asked);
         self.load().await?;
-        *last = Some(Instant::now());
+        reloads.finished = Some(Instant::now());
         Ok(())
     }
 
-    /// Reloads now. This does not count toward the once-a-second limit of reloads caused by
-    /// requests, so a table created just after a timed reload is still found at once.
+    /// Reloads now, outside the limit on reloads caused by requests.
     pub async fn reload(&self) -> Result<(), LookupError> {
-        let _serialised = self.reload.lock().await;
-        self.load().await
+        let mut reloads = self.reload.lock().await;
+        self.load().await?;
+        reloads.finished = Some(Instant::now());
+        Ok(())
     }
 
     async fn load(&self) -> Result<(), LookupError> {

@@ -74,10 +74,13 @@ impl Query {
         format!("${}", self.params.len())
     }
 
-    /// Binds a value compared with `column`, whose type PostgreSQL infers from the column.
+    /// Binds a value compared with `column`, cast to the column's type. The cast puts the
+    /// type in the statement text, so a cached statement is not reused after the column's
+    /// type changes, and composite values are read as the column's type, not as `record`.
     fn bind_for(&mut self, column: &Column, value: &str) -> String {
         let probe = format!("SELECT $1::text::{}", column.type_sql);
-        self.bind(value.to_string(), Some((column, probe)))
+        let param = self.bind(value.to_string(), Some((column, probe)));
+        format!("{param}::{}", column.type_sql)
     }
 
     /// The parameters as the slice tokio-postgres takes.
@@ -414,8 +417,8 @@ mod tests {
         assert_eq!(
             query.sql,
             "SELECT row_to_json(_w.*)::text FROM (SELECT \"id\", \"status\", to_jsonb(\"ratio\") \
-             AS \"ratio\", \"we\"\"ird\" FROM \"public\".\"orders\" WHERE \"status\" = $1 AND \
-             \"id\" IN ($2, $3) AND \"we\"\"ird\" IS NULL AND \"id\"::text LIKE $4::text ORDER BY \
+             AS \"ratio\", \"we\"\"ird\" FROM \"public\".\"orders\" WHERE \"status\" = \
+             $1::pg_catalog.text AND \"id\" IN ($2::pg_catalog.int8, $3::pg_catalog.int8) AND \"we\"\"ird\" IS NULL AND \"id\"::text LIKE $4::text ORDER BY \
              \"ratio\" DESC LIMIT 10 OFFSET 5) _w"
         );
         assert_eq!(
@@ -467,8 +470,8 @@ mod tests {
         let query = delete(&table, vec!["7".into()]);
         assert_eq!(
             query.sql,
-            "WITH _del AS (DELETE FROM \"public\".\"orders\" WHERE \"id\" = $1 RETURNING 1) \
-             SELECT count(*) FROM _del"
+            "WITH _del AS (DELETE FROM \"public\".\"orders\" WHERE \"id\" = \
+             $1::pg_catalog.int8 RETURNING 1) SELECT count(*) FROM _del"
         );
     }
 }
