@@ -462,7 +462,9 @@ mod tests {
         );
         let query = update(&table, &keys, "{}".into(), vec!["7".into()], &returning);
         assert!(
-            query.sql.contains("WHERE _t.\"id\" = $2 RETURNING _t.*"),
+            query
+                .sql
+                .contains("WHERE _t.\"id\" = $2::pg_catalog.int8 RETURNING _t.*"),
             "{}",
             query.sql
         );
