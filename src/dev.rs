@@ -121,7 +121,7 @@ fn check_port_free(listen: SocketAddr) -> Result<(), DevError> {
         })
 }
 
-/// A random HS256 secret for this run.
+/// Generates a random HS256 secret for this run.
 fn dev_secret() -> String {
     use base64::Engine;
     let mut bytes = [0u8; 48];
@@ -129,7 +129,7 @@ fn dev_secret() -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// A token for the `authenticated` role, valid for a day, signed with this run's secret.
+/// Signs a token for the `authenticated` role, valid for a day, with this run's secret.
 fn dev_token(secret: &str) -> String {
     let now = chrono::Utc::now().timestamp();
     let claims = serde_json::json!({

@@ -43,7 +43,7 @@ const CLOSE_TOO_BIG: u16 = 1009;
 ///
 /// When authentication is configured, the upgrade needs a valid token (the `Authorization`
 /// header, or the `access_token` query parameter when `auth.websocket_query_token` is on) or an
-/// anonymous role, and answers 401 otherwise; each table subscription then needs SELECT on the
+/// anonymous role, and returns 401 otherwise; each table subscription then needs SELECT on the
 /// table for the token's role.
 pub async fn upgrade(
     State(state): State<AppState>,
@@ -61,7 +61,7 @@ pub async fn upgrade(
         .on_upgrade(move |socket| serve_client(socket, state, identity))
 }
 
-/// The identity of a WebSocket client, or None when no authentication is configured.
+/// Authenticates a WebSocket client; returns None when no authentication is configured.
 fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
@@ -231,7 +231,7 @@ fn close_message(code: u16, reason: &'static str) -> Message {
 struct ClientSession<'a> {
     state: &'a AppState,
     client: &'a ClientHandle,
-    /// Who the client is; None when authentication is not configured.
+    /// Identity of the client, or None when authentication is not configured.
     identity: Option<&'a Identity>,
     /// Table subscriptions of this client: channel name to the hub's table key.
     tables: HashMap<String, String>,

@@ -8,7 +8,7 @@ use tokio_postgres::error::DbError;
 use crate::auth::AuthError;
 use crate::report::error_chain;
 
-/// An error answered to a REST client.
+/// An error returned to a REST client.
 ///
 /// `message` is always safe to show: errors with a 5xx status carry a generic message, and
 /// their cause is logged by [`RestError::internal`] instead of being returned.
@@ -23,7 +23,7 @@ pub struct RestError {
 }
 
 impl RestError {
-    /// An error with no details.
+    /// Creates an error with no details.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -44,7 +44,7 @@ impl RestError {
         self
     }
 
-    /// A 500 whose cause is logged at ERROR and not returned.
+    /// Creates a 500 whose cause is logged at ERROR and not returned.
     pub fn internal(context: &str, err: &dyn std::error::Error) -> Self {
         tracing::error!(error = %error_chain(err), "{context}");
         Self::new(
@@ -54,7 +54,8 @@ impl RestError {
         )
     }
 
-    /// The JSON object of this error, as sent in a response body or an NDJSON error line.
+    /// Returns the JSON object of this error, as sent in a response body or an NDJSON error
+    /// line.
     pub fn body(&self) -> Value {
         let mut body = json!({ "code": self.code, "message": self.message });
         if !self.details.is_empty() {
@@ -184,7 +185,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn constraint_errors_are_conflicts_and_privilege_depends_on_sign_in() {
+    fn classify_maps_sqlstates() {
         assert_eq!(
             classify("23505", false),
             Some((StatusCode::CONFLICT, "unique_violation"))

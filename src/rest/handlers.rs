@@ -260,7 +260,8 @@ async fn read_rows(
     result
 }
 
-/// The primary-key values in the last path segment: comma-separated, each percent-encoded.
+/// Splits the last path segment into primary-key values: comma-separated, each
+/// percent-encoded.
 fn key_values(table: &Table, uri: &Uri) -> Result<Vec<String>, RestError> {
     if table.primary_key.is_empty() {
         return Err(RestError::new(
@@ -407,7 +408,7 @@ async fn json_body(state: &RestState, body: Body) -> Result<Value, RestError> {
     })
 }
 
-/// The columns a row object sets, in table order; unknown keys are refused.
+/// Returns the columns a row object sets, in table order, and rejects unknown keys.
 fn row_keys<'t>(table: &'t Table, row: &Map<String, Value>) -> Result<Vec<&'t Column>, RestError> {
     for key in row.keys() {
         if table.column(key).is_none() {

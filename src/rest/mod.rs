@@ -40,7 +40,7 @@ pub struct RestConfig {
     pub pool_size: usize,
     /// Rows fetched from the cursor per round trip while streaming.
     pub stream_batch_rows: i32,
-    /// How often the table catalog is reloaded even when no request asks for it; zero
+    /// How often the table catalog is reloaded even when no request needs it; zero
     /// disables the timer.
     pub schema_refresh: Duration,
     /// `statement_timeout` of each REST transaction; zero leaves the database's setting.
@@ -69,7 +69,7 @@ impl Default for RestConfig {
     }
 }
 
-/// What the REST handlers share.
+/// State shared by the REST handlers.
 #[derive(Clone)]
 pub struct RestState {
     pub(crate) pool: Pool,
@@ -123,7 +123,7 @@ impl RestState {
         })
     }
 
-    /// The verifier of bearer tokens.
+    /// Returns the verifier of bearer tokens.
     pub fn authenticator(&self) -> &Arc<Authenticator> {
         &self.auth
     }
@@ -154,7 +154,7 @@ impl RestState {
     }
 }
 
-/// The routes under `/api`.
+/// Builds the routes under `/api`.
 pub fn router(state: RestState) -> Router {
     Router::new()
         .route("/{table}", get(handlers::list).post(handlers::create))

@@ -93,7 +93,7 @@ pub struct ListParams {
 }
 
 impl ListParams {
-    /// Every column name the request mentions, for checking against the catalog.
+    /// Returns every column name the request mentions, for checking against the catalog.
     pub fn columns(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self.filters.iter().map(|f| f.column.as_str()).collect();
         names.extend(self.sort.iter().map(|s| s.column.as_str()));
@@ -107,7 +107,7 @@ impl ListParams {
 /// Most items one `in` or `not_in` filter may list.
 pub const MAX_IN_ITEMS: usize = 1000;
 
-/// Parses a raw (still percent-encoded) query string. `is_column` tells whether a name is a
+/// Parses a raw (still percent-encoded) query string. `is_column` reports whether a name is a
 /// column of the table, which decides how a key with a dot is read.
 pub fn parse_list_params(
     query: Option<&str>,

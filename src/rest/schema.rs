@@ -14,7 +14,7 @@ use tokio::sync::Mutex;
 use crate::db::SharedClient;
 use crate::decode::INTERNAL_SCHEMA;
 
-/// Which tables of the exposed schemas are served.
+/// Settings that choose the served tables of the exposed schemas.
 #[derive(Debug, Clone)]
 pub struct Exposure {
     /// Schemas searched, in order, for an unqualified table name.
@@ -74,12 +74,12 @@ pub struct Table {
 }
 
 impl Table {
-    /// The quoted, schema-qualified name for SQL.
+    /// Returns the quoted, schema-qualified name for SQL.
     pub fn sql_name(&self) -> String {
         format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
     }
 
-    /// The column named exactly `name`.
+    /// Returns the column named exactly `name`.
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|column| column.name == name)
     }
@@ -125,7 +125,7 @@ pub struct SchemaCache {
     reload: Mutex<Reloads>,
 }
 
-/// Why a table name in a request matched nothing.
+/// Error from loading the catalog.
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
     #[error("catalog query failed: {}", crate::report::error_chain(.0))]
@@ -143,7 +143,7 @@ impl SchemaCache {
         }
     }
 
-    /// The exposure settings.
+    /// Returns the exposure settings.
     pub fn exposure(&self) -> &Exposure {
         &self.exposure
     }
@@ -158,7 +158,7 @@ impl SchemaCache {
         Ok(self.find_loaded(name))
     }
 
-    /// A served table whose name matches `name` ignoring case, for hints in errors.
+    /// Finds a served table whose name matches `name` ignoring case, for hints in errors.
     pub fn find_case_insensitive(&self, name: &str) -> Option<Arc<Table>> {
         let snapshot = self.snapshot.read().expect("schema lock").clone();
         let wanted = name.to_lowercase();
@@ -318,7 +318,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn exposure_allows_and_blocks_by_plain_or_qualified_name() {
+    fn exposure_allow_and_block_lists() {
         let exposure = Exposure {
             schemas: vec!["public".into(), "api".into()],
             allow: vec![],

@@ -103,7 +103,7 @@ async fn connect(pool: &Pool) -> Result<Object, RestError> {
 ///
 /// A role that does not exist is a 401 (the token names it), a role the gateway's database
 /// user may not switch to is a 403, and so is a superuser or BYPASSRLS role unless
-/// `allow_privileged_roles` is set: such a role would see every row whatever the policies say.
+/// `allow_privileged_roles` is set: such a role would see every row whatever the policies allow.
 pub async fn begin<'a>(
     object: &'a mut Object,
     identity: &Identity,

@@ -83,7 +83,7 @@ impl Query {
         format!("{param}::{}", column.type_sql)
     }
 
-    /// The parameters as the slice tokio-postgres takes.
+    /// Returns the parameters as the slice tokio-postgres takes.
     pub fn param_refs(&self) -> Vec<&(dyn ToSql + Sync)> {
         self.params
             .iter()
@@ -110,7 +110,7 @@ pub fn selected<'t>(
     }
 }
 
-/// The error for a column name the table does not have.
+/// Builds the error for a column name the table does not have.
 pub fn unknown_column(table: &Table, name: &str) -> RestError {
     RestError::bad_request(
         "unknown_column",
@@ -143,7 +143,7 @@ fn json_rows(columns: &[&Column], from: &str) -> String {
     )
 }
 
-/// What a read selects.
+/// Columns, filters, order and page of a read.
 pub struct ReadSpec<'a> {
     pub columns: Vec<&'a Column>,
     pub filters: &'a [Filter],
@@ -342,8 +342,8 @@ fn key_conditions(
         .collect()
 }
 
-/// A statement that converts one JSON value the way `json_populate_record` does for `column`,
-/// to find which field of a written row PostgreSQL rejected.
+/// Builds a statement that converts one JSON value the way `json_populate_record` does for
+/// `column`, to find which field of a written row PostgreSQL rejected.
 pub fn write_probe(table: &Table, column: &Column, value: &serde_json::Value) -> Probe {
     let mut object = serde_json::Map::new();
     object.insert(column.name.clone(), value.clone());

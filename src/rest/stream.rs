@@ -33,7 +33,8 @@ const CHUNK_BYTES: usize = 64 * 1024;
 /// Chunks waiting for the socket; with `CHUNK_BYTES` this bounds a stream's buffer.
 const CHUNKS_QUEUED: usize = 4;
 
-/// Starts the query and answers once its first chunk of rows, its end or its error is known.
+/// Starts the query and returns the response once its first chunk of rows, its end or its
+/// error is known.
 pub(super) async fn respond(
     state: RestState,
     identity: Identity,
@@ -47,7 +48,7 @@ pub(super) async fn respond(
         Ok(Err(err)) => return Err(err),
         Err(_) => {
             return Err(RestError::internal(
-                "NDJSON stream task ended before answering",
+                "NDJSON stream task ended before the response was ready",
                 &std::io::Error::other("stream task ended"),
             ))
         }
@@ -65,7 +66,7 @@ pub(super) async fn respond(
     Ok(response)
 }
 
-/// Why streaming stopped early.
+/// Reason a stream stopped early.
 enum Stop {
     /// A database error, reported as the response or as the last line.
     Failed(RestError),
@@ -126,16 +127,18 @@ async fn run(
     sink.fail(err).await;
 }
 
-/// Where rows go: the first-row signal, the chunk channel, and the rows not yet sent.
+/// Destination of rows: the first-chunk signal, the chunk channel, and the rows not yet
+/// sent.
 struct Sink {
-    /// Answers the request; taken when the first chunk is sent or the stream fails first.
+    /// Sender of the response status, taken when the first chunk is sent or the stream fails
+    /// before that.
     first: Option<oneshot::Sender<Result<(), RestError>>>,
     out: mpsc::Sender<Bytes>,
     buffer: BytesMut,
 }
 
 impl Sink {
-    /// Appends one row line, and sends the buffer once it holds a chunk.
+    /// Appends one row line, and sends the buffer once it reaches a chunk.
     async fn push(&mut self, row: &str) -> Result<(), Stop> {
         self.buffer.extend_from_slice(row.as_bytes());
         self.buffer.extend_from_slice(b"\n");
@@ -145,7 +148,7 @@ impl Sink {
         Ok(())
     }
 
-    /// Sends the buffered rows, answering the request with 200 first if it is still open.
+    /// Sends the buffered rows, after sending status 200 if no status was sent yet.
     async fn flush(&mut self) -> Result<(), Stop> {
         if let Some(first) = self.first.take() {
             first.send(Ok(())).map_err(|_| Stop::Gone)?;
