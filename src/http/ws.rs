@@ -121,7 +121,20 @@ async fn serve_client(socket: WebSocket, state: AppState, identity: Option<Ident
             identity: identity.as_ref(),
             tables: HashMap::new(),
         };
-        let code = session.read_frames(stream, &closed).await;
+        let expiry = identity.as_ref().and_then(token_expiry);
+        let code = tokio::select! {
+            code = session.read_frames(stream, &closed) => code,
+            _ = wait_until(expiry) => {
+                tracing::debug!("closing a client whose token expired");
+                session.reply_error(ProtocolError::new(
+                    ErrorCode::Forbidden,
+                    "the token expired; reconnect with a new token",
+                ));
+                // Lets the writer send the error before the close frame.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                CLOSE_POLICY
+            }
+        };
         close_code.store(code, Ordering::Release);
         reader_done.cancel();
         state.hub.remove_client(client.id);
@@ -133,6 +146,26 @@ async fn serve_client(socket: WebSocket, state: AppState, identity: Option<Ident
     }
     .instrument(span)
     .await
+}
+
+/// When the client's token expires: its `exp` claim, as an instant of this process.
+fn token_expiry(identity: &Identity) -> Option<tokio::time::Instant> {
+    let claims: serde_json::Value = serde_json::from_str(&identity.claims_json).ok()?;
+    let exp = claims.get("exp")?.as_f64()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs_f64();
+    let left = Duration::try_from_secs_f64((exp - now).max(0.0)).ok()?;
+    Some(tokio::time::Instant::now() + left)
+}
+
+/// Completes at `deadline`, or never when there is none.
+async fn wait_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Signals that stop a writer task, besides a failed socket.

@@ -8,6 +8,7 @@ use axum::extract::{OriginalUri, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::error::RestError;
 use super::params::{parse_list_params, ListParams};
@@ -29,11 +30,18 @@ fn authenticate(state: &RestState, headers: &HeaderMap) -> Result<Identity, Rest
 
 /// Finds the table named in the path.
 async fn find_table(state: &RestState, name: &str) -> Result<Arc<Table>, RestError> {
-    let found = state
-        .schema
-        .find(name)
-        .await
-        .map_err(|err| RestError::internal("REST catalog look-up failed", &err))?;
+    let found = state.schema.find(name).await.map_err(|err| {
+        let super::schema::LookupError::Query(source) = &err;
+        if source.is_closed() || source.as_db_error().is_none() {
+            tracing::warn!(error = %err, "REST catalog look-up failed");
+            return RestError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "the database is not reachable; retry later",
+            );
+        }
+        RestError::internal("REST catalog look-up failed", &err)
+    })?;
     if let Some(table) = found {
         return Ok(table);
     }
@@ -388,7 +396,14 @@ pub(super) async fn get_one(
 }
 
 /// Reads a request body up to the configured limit and parses it as JSON.
-async fn json_body(state: &RestState, body: Body) -> Result<Value, RestError> {
+///
+/// Parsed JSON takes many times the memory of its text (a small object per row), so parsing
+/// and the write that follows hold permits for the body's size from a budget shared by all
+/// requests. Bodies beyond the budget wait, and one larger than the whole budget runs alone.
+async fn json_body(
+    state: &RestState,
+    body: Body,
+) -> Result<(Value, OwnedSemaphorePermit), RestError> {
     let limit = state.config.max_body_bytes;
     let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
         RestError::new(
@@ -400,12 +415,20 @@ async fn json_body(state: &RestState, body: Body) -> Result<Value, RestError> {
             ),
         )
     })?;
-    serde_json::from_slice(&bytes).map_err(|err| {
+    let kib = (bytes.len() / 1024 + 1).min(super::BODY_BUDGET_KIB) as u32;
+    let permit = state
+        .body_budget
+        .clone()
+        .acquire_many_owned(kib)
+        .await
+        .expect("the body budget is never closed");
+    let value = serde_json::from_slice(&bytes).map_err(|err| {
         RestError::bad_request(
             "invalid_json",
             format!("the request body is not valid JSON: {err}"),
         )
-    })
+    })?;
+    Ok((value, permit))
 }
 
 /// Returns the columns a row object sets, in table order, and rejects unknown keys.
@@ -422,9 +445,6 @@ fn row_keys<'t>(table: &'t Table, row: &Map<String, Value>) -> Result<Vec<&'t Co
         .collect())
 }
 
-/// Consecutive body rows that set the same columns, inserted by one statement.
-type RowGroup<'a> = (Vec<&'a Column>, Vec<&'a Map<String, Value>>);
-
 /// `POST /api/{table}`: one row object or an array of them; 201 with the inserted rows.
 pub(super) async fn create(
     State(state): State<RestState>,
@@ -435,38 +455,10 @@ pub(super) async fn create(
 ) -> Response {
     let result = async {
         let identity = authenticate(&state, &headers)?;
-        let body = json_body(&state, body).await?;
-        let (rows, single) = match body {
-            Value::Object(row) => (vec![row], true),
-            Value::Array(items) => {
-                let mut rows = Vec::with_capacity(items.len());
-                for (index, item) in items.into_iter().enumerate() {
-                    match item {
-                        Value::Object(row) => rows.push(row),
-                        other => {
-                            return Err(RestError::bad_request(
-                                "invalid_body",
-                                format!(
-                                    "item {index} of the body is {}, not an object of column \
-                                     values",
-                                    json_kind(&other)
-                                ),
-                            ))
-                        }
-                    }
-                }
-                (rows, false)
-            }
-            other => {
-                return Err(RestError::bad_request(
-                    "invalid_body",
-                    format!(
-                        "the body is {}; send an object of column values or an array of them",
-                        json_kind(&other)
-                    ),
-                ))
-            }
-        };
+        // An unknown table is answered before the body is read.
+        find_table(&state, &name).await?;
+        let (body, _permit) = json_body(&state, body).await?;
+        let (rows, single) = body_rows(body)?;
         let rows = &rows;
         with_table(&state, &name, |table| {
             let (state, identity) = (&state, &identity);
@@ -474,22 +466,18 @@ pub(super) async fn create(
             async move {
                 let select = row_select(&table, query)?;
                 let returning = selected(&table, select.as_deref())?;
-                let mut groups: Vec<RowGroup> = Vec::new();
-                for row in rows {
-                    let keys = row_keys(&table, row)?;
-                    match groups.last_mut() {
-                        Some((last, members)) if *last == keys => members.push(row),
-                        _ => groups.push((keys, vec![row])),
-                    }
-                }
+                let groups = group_rows(&table, rows)?;
                 let queries: Vec<sql::Query> = groups
                     .iter()
-                    .map(|(keys, members)| {
-                        let json = serde_json::to_string(members).expect("rows serialise");
-                        sql::insert(&table, keys, json, &returning)
+                    .map(|group| {
+                        let members: Vec<&Map<String, Value>> =
+                            group.rows.iter().map(|&index| &rows[index]).collect();
+                        let json = serde_json::to_string(&members).expect("rows serialise");
+                        sql::insert(&table, &group.keys, json, &returning)
                     })
                     .collect();
-                let inserted = write(state, identity, &table, &queries, rows).await?;
+                let results = write(state, identity, &table, &queries, rows).await?;
+                let inserted = in_body_order(&groups, results, rows.len());
                 let mut body = b"{\"data\":".to_vec();
                 match (single, inserted.first()) {
                     (true, Some(row)) => body.extend_from_slice(row.as_bytes()),
@@ -505,6 +493,99 @@ pub(super) async fn create(
     respond(result)
 }
 
+/// Most runs of rows with the same columns one `POST` may have; each takes its own `INSERT`.
+const MAX_COLUMN_SETS: usize = 100;
+
+/// Consecutive body rows that set the same columns, inserted by one statement.
+struct RowGroup<'t> {
+    keys: Vec<&'t Column>,
+    /// Indexes of the rows in the body, in body order.
+    rows: Vec<usize>,
+}
+
+/// The row objects of a `POST` body, and whether it was a single object.
+fn body_rows(body: Value) -> Result<(Vec<Map<String, Value>>, bool), RestError> {
+    match body {
+        Value::Object(row) => Ok((vec![row], true)),
+        Value::Array(items) => {
+            let mut rows = Vec::with_capacity(items.len());
+            for (index, item) in items.into_iter().enumerate() {
+                match item {
+                    Value::Object(row) => rows.push(row),
+                    other => {
+                        return Err(RestError::bad_request(
+                            "invalid_body",
+                            format!(
+                                "item {index} of the body is {}, not an object of column values",
+                                json_kind(&other)
+                            ),
+                        ))
+                    }
+                }
+            }
+            Ok((rows, false))
+        }
+        other => Err(RestError::bad_request(
+            "invalid_body",
+            format!(
+                "the body is {}; send an object of column values or an array of them",
+                json_kind(&other)
+            ),
+        )),
+    }
+}
+
+/// Splits rows into runs of consecutive rows that set the same columns; each run takes one
+/// statement, so rows are inserted in body order (and get sequence values in that order).
+fn group_rows<'t>(
+    table: &'t Table,
+    rows: &[Map<String, Value>],
+) -> Result<Vec<RowGroup<'t>>, RestError> {
+    let mut groups: Vec<RowGroup<'t>> = Vec::new();
+    for (index, row) in rows.iter().enumerate() {
+        let keys = row_keys(table, row)?;
+        if let Some(last) = groups.last_mut().filter(|last| last.keys == keys) {
+            last.rows.push(index);
+            continue;
+        }
+        if groups.len() == MAX_COLUMN_SETS {
+            return Err(RestError::bad_request(
+                "invalid_body",
+                format!(
+                    "the rows change their set of columns more than {MAX_COLUMN_SETS} times; \
+                     give every row the same keys (null, or the default value, for the \
+                     missing ones) or split the request"
+                ),
+            ));
+        }
+        groups.push(RowGroup {
+            keys,
+            rows: vec![index],
+        });
+    }
+    Ok(groups)
+}
+
+/// Puts the rows returned per group back in the order of the body. When a group returned a
+/// different number of rows than it inserted (an INSTEAD OF trigger may), the groups' rows
+/// are returned one group after another.
+fn in_body_order(groups: &[RowGroup<'_>], results: Vec<Vec<String>>, count: usize) -> Vec<String> {
+    let exact = groups
+        .iter()
+        .zip(&results)
+        .all(|(group, rows)| group.rows.len() == rows.len());
+    if !exact {
+        return results.into_iter().flatten().collect();
+    }
+    let mut ordered: Vec<Option<String>> = vec![None; count];
+    for (group, rows) in groups.iter().zip(results) {
+        for (&index, row) in group.rows.iter().zip(rows) {
+            ordered[index] = Some(row);
+        }
+    }
+    ordered.into_iter().flatten().collect()
+}
+
 fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
@@ -516,7 +597,7 @@ fn json_kind(value: &Value) -> &'static str {
     }
 }
 
-/// Runs write statements in one transaction and returns every row they return, in order.
+/// Runs write statements in one transaction and returns the rows each statement returns.
 /// `rows` are the row objects of the body, to find the field at fault after a data error.
 async fn write(
     state: &RestState,
@@ -524,21 +605,19 @@ async fn write(
     table: &Table,
     queries: &[sql::Query],
     rows: &[Map<String, Value>],
-) -> Result<Vec<String>, RestError> {
+) -> Result<Vec<Vec<String>>, RestError> {
     let mut connection = Checkout::new(&state.pool).await?;
     let result = async {
         let tx = begin(connection.object(), identity, false, &state.config).await?;
         let db = |err: tokio_postgres::Error| RestError::from_db(&err, identity.anonymous);
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(queries.len());
         for query in queries {
             let statement = tx.prepare_cached(&query.sql).await.map_err(db)?;
-            for row in tx
+            let returned = tx
                 .query(&statement, &query.param_refs())
                 .await
-                .map_err(db)?
-            {
-                out.push(row.get::<_, String>(0));
-            }
+                .map_err(db)?;
+            out.push(returned.iter().map(|row| row.get::<_, String>(0)).collect());
         }
         tx.commit().await.map_err(db)?;
         Ok(out)
@@ -570,7 +649,8 @@ pub(super) async fn update(
 ) -> Response {
     let result = async {
         let identity = authenticate(&state, &headers)?;
-        let row = match json_body(&state, body).await? {
+        let (body, _permit) = json_body(&state, body).await?;
+        let row = match body {
             Value::Object(row) if !row.is_empty() => row,
             Value::Object(_) => {
                 return Err(RestError::bad_request(
@@ -600,7 +680,7 @@ pub(super) async fn update(
                 let json = serde_json::to_string(&rows[0]).expect("row serialises");
                 let query = sql::update(&table, &keys, json, key_values, &returning);
                 let updated = write(state, identity, &table, &[query], rows).await?;
-                let Some(row) = updated.first() else {
+                let Some(row) = updated.first().and_then(|rows| rows.first()) else {
                     return Err(row_not_found(&table, uri));
                 };
                 let body = format!("{{\"data\":{row}}}").into_bytes();

@@ -20,11 +20,16 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
 use crate::db::SharedClient;
 use schema::{Exposure, SchemaCache};
+
+/// KiB of request bodies parsed and written at once, across all requests. Parsed JSON of many
+/// small rows takes tens of times its text size, so this bounds the memory of writes.
+const BODY_BUDGET_KIB: usize = 16 * 1024;
 
 /// REST settings.
 #[derive(Debug, Clone)]
@@ -78,6 +83,8 @@ pub struct RestState {
     pub(crate) config: Arc<RestConfig>,
     /// Cancelled when the gateway shuts down; open NDJSON streams end with an error line.
     pub(crate) shutdown: CancellationToken,
+    /// KiB of request bodies being parsed and written at once; see `handlers::json_body`.
+    pub(crate) body_budget: Arc<Semaphore>,
 }
 
 impl RestState {
@@ -101,7 +108,8 @@ impl RestState {
             pg_config.clone(),
             tokio_postgres::NoTls,
             ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
+                // A connection killed on the server side is found before it is handed out.
+                recycling_method: RecyclingMethod::Verified,
             },
         );
         let pool = Pool::builder(manager)
@@ -120,6 +128,7 @@ impl RestState {
             auth,
             config: Arc::new(config),
             shutdown,
+            body_budget: Arc::new(Semaphore::new(BODY_BUDGET_KIB)),
         })
     }
 

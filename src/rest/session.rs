@@ -160,6 +160,18 @@ pub async fn begin<'a>(
 fn role_error(err: &tokio_postgres::Error, identity: &Identity) -> RestError {
     let state = err.as_db_error().map(|db| db.code().code());
     match state {
+        Some("22023") if identity.anonymous => {
+            tracing::error!(role = %identity.role, "the anonymous role does not exist");
+            RestError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "anonymous_role_missing",
+                format!(
+                    "the gateway's anonymous role {:?} (WALGATE_ANON_ROLE) does not exist in \
+                     the database; send a token, or ask the operator to create the role",
+                    identity.role
+                ),
+            )
+        }
         Some("22023") => RestError::new(
             StatusCode::UNAUTHORIZED,
             "unknown_role",

@@ -135,6 +135,19 @@ fn projection(columns: &[&Column]) -> String {
     list.join(", ")
 }
 
+/// The `RETURNING` list of a write: only the columns the response shows, so a role that may
+/// write but not read some columns can still write.
+fn returning_list(columns: &[&Column], qualifier: &str) -> String {
+    if columns.is_empty() {
+        return "NULL".into();
+    }
+    let names: Vec<String> = columns
+        .iter()
+        .map(|column| format!("{qualifier}{}", quote_ident(&column.name)))
+        .collect();
+    names.join(", ")
+}
+
 /// Wraps a row source in the JSON projection: one text column per row.
 fn json_rows(columns: &[&Column], from: &str) -> String {
     format!(
@@ -270,13 +283,17 @@ pub fn insert(table: &Table, keys: &[&Column], rows_json: String, returning: &[&
         .map(|c| format!("_r.{}", quote_ident(&c.name)))
         .collect();
     let insert = if keys.is_empty() {
-        format!("INSERT INTO {target} SELECT FROM json_array_elements({param}::json) RETURNING *")
+        format!(
+            "INSERT INTO {target} SELECT FROM json_array_elements({param}::json) RETURNING {}",
+            returning_list(returning, "")
+        )
     } else {
         format!(
             "INSERT INTO {target} ({}) SELECT {} FROM json_populate_recordset(NULL::{target}, \
-             {param}::json) AS _r RETURNING *",
+             {param}::json) AS _r RETURNING {}",
             columns.join(", "),
-            values.join(", ")
+            values.join(", "),
+            returning_list(returning, "")
         )
     };
     query.sql = format!("WITH _ins AS ({insert}) {}", json_rows(returning, "_ins"));
@@ -304,9 +321,10 @@ pub fn update(
     let conditions = key_conditions(table, key_values, &mut query, "_t.");
     query.sql = format!(
         "WITH _upd AS (UPDATE {target} AS _t SET {} FROM json_populate_record(NULL::{target}, \
-         {param}::json) AS _r WHERE {} RETURNING _t.*) {}",
+         {param}::json) AS _r WHERE {} RETURNING {}) {}",
         assignments.join(", "),
         conditions.join(" AND "),
+        returning_list(returning, "_t."),
         json_rows(returning, "_upd")
     );
     query
@@ -458,13 +476,13 @@ mod tests {
             query.sql,
             "WITH _ins AS (INSERT INTO \"public\".\"orders\" (\"status\") SELECT _r.\"status\" \
              FROM json_populate_recordset(NULL::\"public\".\"orders\", $1::json) AS _r RETURNING \
-             *) SELECT row_to_json(_w.*)::text FROM (SELECT \"id\" FROM _ins) _w"
+             \"id\") SELECT row_to_json(_w.*)::text FROM (SELECT \"id\" FROM _ins) _w"
         );
         let query = update(&table, &keys, "{}".into(), vec!["7".into()], &returning);
         assert!(
             query
                 .sql
-                .contains("WHERE _t.\"id\" = $2::pg_catalog.int8 RETURNING _t.*"),
+                .contains("WHERE _t.\"id\" = $2::pg_catalog.int8 RETURNING _t.\"id\")"),
             "{}",
             query.sql
         );

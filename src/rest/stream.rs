@@ -30,6 +30,9 @@ use crate::metrics as names;
 
 /// Bytes gathered before a chunk is handed to the socket.
 const CHUNK_BYTES: usize = 64 * 1024;
+/// Longest wait for a client to take a chunk. A client that reads nothing for this long is
+/// dropped, so it cannot hold a pooled connection and an open transaction forever.
+const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Chunks waiting for the socket; with `CHUNK_BYTES` this bounds a stream's buffer.
 const CHUNKS_QUEUED: usize = 4;
 
@@ -157,7 +160,17 @@ impl Sink {
             return Ok(());
         }
         let chunk = self.buffer.split().freeze();
-        self.out.send(chunk).await.map_err(|_| Stop::Gone)
+        match tokio::time::timeout(STALL_LIMIT, self.out.send(chunk)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Stop::Gone),
+            Err(_) => {
+                tracing::info!(
+                    stalled_secs = STALL_LIMIT.as_secs(),
+                    "NDJSON client stopped reading; ending its stream"
+                );
+                Err(Stop::Gone)
+            }
+        }
     }
 
     /// Reports an error: as the response when nothing was sent yet, so the status is the
