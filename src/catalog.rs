@@ -65,21 +65,34 @@ impl Catalog {
         }))
     }
 
-    /// Whether `role` has SELECT on the whole table, or
-    /// None when the role does not exist.
-    pub async fn can_select(
+    /// Whether `role` has SELECT on the whole table, and whether it is a superuser or has
+    /// BYPASSRLS; None when the role does not exist.
+    pub async fn role_access(
         &self,
         role: &str,
         table_oid: u32,
-    ) -> Result<Option<bool>, CatalogError> {
+    ) -> Result<Option<RoleAccess>, CatalogError> {
         let client = self.db.get().await?;
         let row = client
-            .query_one(
-                "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)
-                        THEN has_table_privilege($1, $2::int8::oid, 'SELECT') END",
+            .query_opt(
+                "SELECT has_table_privilege(r.oid, $2::int8::oid, 'SELECT'),
+                        r.rolsuper OR r.rolbypassrls
+                 FROM pg_roles r WHERE r.rolname = $1",
                 &[&role, &(table_oid as i64)],
             )
             .await?;
-        Ok(row.get(0))
+        Ok(row.map(|row| RoleAccess {
+            select: row.get(0),
+            privileged: row.get(1),
+        }))
     }
+}
+
+/// What a role may do with one table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleAccess {
+    /// SELECT on the whole table.
+    pub select: bool,
+    /// A superuser or BYPASSRLS role, which row-level policies do not restrict.
+    pub privileged: bool,
 }

@@ -425,10 +425,10 @@ impl ClientSession<'_> {
         table: &str,
         oid: u32,
     ) -> Result<(), ProtocolError> {
-        let allowed = self
+        let access = self
             .state
             .catalog
-            .can_select(&identity.role, oid)
+            .role_access(&identity.role, oid)
             .await
             .map_err(|err| {
                 tracing::warn!(error = %err, "privilege check for a subscription failed");
@@ -437,24 +437,36 @@ impl ClientSession<'_> {
                     "checking the table privilege failed; try again",
                 )
             })?;
-        match allowed {
-            Some(true) => Ok(()),
-            Some(false) => Err(ProtocolError::new(
+        let Some(access) = access else {
+            return Err(ProtocolError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "the role {:?} named by the token does not exist in the database",
+                    identity.role
+                ),
+            ));
+        };
+        if access.privileged && !self.state.rest.config.allow_privileged_roles {
+            return Err(ProtocolError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "role {:?} is a superuser or has BYPASSRLS; issue tokens for an ordinary \
+                     role, or set rest.allow_privileged_roles",
+                    identity.role
+                ),
+            ));
+        }
+        if !access.select {
+            return Err(ProtocolError::new(
                 ErrorCode::Forbidden,
                 format!(
                     "role {:?} has no SELECT privilege on \"{schema}\".\"{table}\"; grant it, or \
                      connect with a token for a role that has it",
                     identity.role
                 ),
-            )),
-            None => Err(ProtocolError::new(
-                ErrorCode::Forbidden,
-                format!(
-                    "the role {:?} named by the token does not exist in the database",
-                    identity.role
-                ),
-            )),
+            ));
         }
+        Ok(())
     }
 
     fn unsubscribe(&mut self, name: &str) {

@@ -863,6 +863,18 @@ async fn websocket_checks_token_and_select() {
         "the role \"ghost\" named by the token does not exist in the database"
     );
     assert_eq!(ws.try_recv(Duration::from_millis(300)).await, None);
+
+    let superuser = hs256(&claims("u1", "postgres"));
+    let mut ws = ws_connect(gateway.addr, "/ws", Some(&superuser))
+        .await
+        .expect("a valid token for a superuser upgrades");
+    let reply = ws.subscribe("qail_table_orders").await;
+    assert_eq!(reply["code"], "forbidden", "{reply}");
+    assert_eq!(
+        reply["message"],
+        "role \"postgres\" is a superuser or has BYPASSRLS; issue tokens for an ordinary role, \
+         or set rest.allow_privileged_roles"
+    );
 }
 
 #[tokio::test]
