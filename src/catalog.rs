@@ -65,8 +65,8 @@ impl Catalog {
         }))
     }
 
-    /// Whether `role` has SELECT on the whole table, and whether it is a superuser or has
-    /// BYPASSRLS; None when the role does not exist.
+    /// Looks up whether `role` has SELECT on the whole table and whether it is a superuser or
+    /// has BYPASSRLS. Returns None when the role does not exist.
     pub async fn role_access(
         &self,
         role: &str,
@@ -88,7 +88,7 @@ impl Catalog {
     }
 }
 
-/// What a role may do with one table.
+/// Access of one role to one table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoleAccess {
     /// SELECT on the whole table.
