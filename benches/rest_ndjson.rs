@@ -444,6 +444,7 @@ impl Bench<'_> {
             .stderr(Stdio::piped())
             .spawn()
             .context("starting psql")?;
+
         let pid = child
             .id()
             .context("psql exited before its process id was read")?;
@@ -451,6 +452,7 @@ impl Bench<'_> {
         let status = child.wait().await?;
         let elapsed = started.elapsed();
         let samples = sampler.finish();
+
         let mut stderr = String::new();
         if let Some(mut pipe) = child.stderr.take() {
             tokio::io::AsyncReadExt::read_to_string(&mut pipe, &mut stderr).await?;
@@ -683,8 +685,8 @@ impl Sampler {
                 reader_cpu_start: process_cpu(&reader_pid).unwrap_or_default(),
                 ..Samples::default()
             };
-            // Each process title is read once. Children that are not client backends of the
-            // database, such as walsenders and autovacuum workers, are skipped after that.
+            // Children whose title shows that they are not client backends of the database,
+            // such as walsenders and autovacuum workers, are not read again.
             let mut others = std::collections::HashSet::new();
             loop {
                 let last = flag.load(Ordering::Acquire);
@@ -700,11 +702,16 @@ impl Sampler {
                     if others.contains(&pid) {
                         continue;
                     }
-                    if !samples.backends.contains_key(&pid)
-                        && !process_title(pid).starts_with(&title)
-                    {
-                        others.insert(pid);
-                        continue;
+                    if !samples.backends.contains_key(&pid) {
+                        let process = process_title(pid);
+                        if !process.starts_with(&title) {
+                            // A child just forked keeps the postmaster's command line until it
+                            // sets its title, so it is checked again at the next sample.
+                            if process.starts_with("postgres: ") {
+                                others.insert(pid);
+                            }
+                            continue;
+                        }
                     }
                     if let Ok(cpu) = process_cpu(&pid.to_string()) {
                         samples.backends.insert(pid, cpu);
@@ -850,7 +857,7 @@ fn memory_total_kib() -> Option<u64> {
 fn print_summary(outcomes: &[Outcome]) {
     println!(
         "\nMedians of the runs. CPU in microseconds per row. Peak RSS is the highest 20 ms sample \
-         of any walgate run; VmHWM is the gateway's peak over its whole life."
+         of any walgate run. VmHWM is the kernel's high-water mark when the gateway stopped."
     );
     println!(
         "{:>10} {:>7} {:>10} {:>10} {:>6} {:>9} {:>9} {:>9} {:>7} {:>20} {:>20} {:>8}",
