@@ -33,9 +33,9 @@ pub const WEBHOOK_DEAD: &str = "walgate_webhook_dead_total";
 /// Duration of webhook requests.
 pub const WEBHOOK_REQUEST_SECONDS: &str = "walgate_webhook_request_seconds";
 
-/// REST requests answered, by `method` and `status`.
+/// REST requests completed, by `method` and `status`.
 pub const REST_REQUESTS: &str = "walgate_rest_requests_total";
-/// Time to answer a REST request (to the first byte for NDJSON streams), by `method`.
+/// Time to respond to a REST request (to the first byte for NDJSON streams), by `method`.
 pub const REST_REQUEST_SECONDS: &str = "walgate_rest_request_seconds";
 /// Rows sent in NDJSON streams that completed.
 pub const REST_STREAMED_ROWS: &str = "walgate_rest_streamed_rows_total";

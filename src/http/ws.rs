@@ -41,10 +41,10 @@ const CLOSE_TOO_BIG: u16 = 1009;
 /// Upgrades the connection. Frames up to `max_frame_bytes` are read and replied to; larger ones
 /// make the WebSocket library close the connection with code 1009.
 ///
-/// When authentication is configured, the upgrade needs a valid token (the `Authorization`
-/// header, or the `access_token` query parameter when `auth.websocket_query_token` is on) or an
-/// anonymous role, and returns 401 otherwise; each table subscription then needs SELECT on the
-/// table for the token's role.
+/// When authentication is configured, the upgrade needs a valid token or an anonymous role,
+/// and returns 401 otherwise. The token comes from the `Authorization` header, or from the
+/// `access_token` query parameter when `auth.websocket_query_token` is on. Each table
+/// subscription then needs SELECT on the table for the token's role.
 pub async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -65,9 +65,9 @@ impl RestError {
     }
 
     /// Maps an error from PostgreSQL to a status and code. Constraint, data and privilege
-    /// errors are the client's to fix and keep the server's message; anything else is a 5xx
-    /// whose cause goes to the log. `anonymous` turns a privilege error into 401, since
-    /// signing in may grant it.
+    /// errors are the client's to fix, so they keep the server's message. Anything else is a
+    /// 5xx whose cause goes to the log. `anonymous` turns a privilege error into 401, because
+    /// signing in may grant the privilege.
     pub fn from_db(err: &tokio_postgres::Error, anonymous: bool) -> Self {
         let Some(db) = err.as_db_error() else {
             if err.is_closed() {

@@ -455,7 +455,7 @@ pub(super) async fn create(
 ) -> Response {
     let result = async {
         let identity = authenticate(&state, &headers)?;
-        // An unknown table is answered before the body is read.
+        // An unknown table is rejected before the body is read.
         find_table(&state, &name).await?;
         let (body, _permit) = json_body(&state, body).await?;
         let (rows, single) = body_rows(body)?;
@@ -477,7 +477,8 @@ pub(super) async fn create(
                     })
                     .collect();
                 let results = write(state, identity, &table, &queries, rows).await?;
-                let inserted = in_body_order(&groups, results, rows.len());
+                // Groups are consecutive runs, so their results in turn are in body order.
+                let inserted: Vec<String> = results.into_iter().flatten().collect();
                 let mut body = b"{\"data\":".to_vec();
                 match (single, inserted.first()) {
                     (true, Some(row)) => body.extend_from_slice(row.as_bytes()),
@@ -503,7 +504,7 @@ struct RowGroup<'t> {
     rows: Vec<usize>,
 }
 
-/// The row objects of a `POST` body, and whether it was a single object.
+/// Extracts the row objects of a `POST` body, and whether it was a single object.
 fn body_rows(body: Value) -> Result<(Vec<Map<String, Value>>, bool), RestError> {
     match body {
         Value::Object(row) => Ok((vec![row], true)),
@@ -535,8 +536,8 @@ fn body_rows(body: Value) -> Result<(Vec<Map<String, Value>>, bool), RestError> 
     }
 }
 
-/// Splits rows into runs of consecutive rows that set the same columns; each run takes one
-/// statement, so rows are inserted in body order (and get sequence values in that order).
+/// Splits rows into runs of consecutive rows that set the same columns. Each run takes one
+/// statement, so rows are inserted in body order and get sequence values in that order.
 fn group_rows<'t>(
     table: &'t Table,
     rows: &[Map<String, Value>],
@@ -564,26 +565,6 @@ fn group_rows<'t>(
         });
     }
     Ok(groups)
-}
-
-/// Puts the rows returned per group back in the order of the body. When a group returned a
-/// different number of rows than it inserted (an INSTEAD OF trigger may), the groups' rows
-/// are returned one group after another.
-fn in_body_order(groups: &[RowGroup<'_>], results: Vec<Vec<String>>, count: usize) -> Vec<String> {
-    let exact = groups
-        .iter()
-        .zip(&results)
-        .all(|(group, rows)| group.rows.len() == rows.len());
-    if !exact {
-        return results.into_iter().flatten().collect();
-    }
-    let mut ordered: Vec<Option<String>> = vec![None; count];
-    for (group, rows) in groups.iter().zip(results) {
-        for (&index, row) in group.rows.iter().zip(rows) {
-            ordered[index] = Some(row);
-        }
-    }
-    ordered.into_iter().flatten().collect()
 }
 
 fn json_kind(value: &Value) -> &'static str {

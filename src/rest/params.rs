@@ -3,13 +3,13 @@
 //! - Filters: `col=op.value` or `col.op=value`; a bare `col=value` means `eq`. Operators are
 //!   `eq`, `ne`, `gt`, `gte`, `lt`, `lte`, `like`, `ilike`, `in`, `not_in`, `is_null` and
 //!   `is_not_null`. `in` and `not_in` take a comma-separated list, optionally in parentheses;
-//!   an item in double quotes may hold commas, with `\"` and `\\` as escapes. `is_null` and
+//!   an item in double quotes may contain commas, with `\"` and `\\` as escapes. `is_null` and
 //!   `is_not_null` take no value (`col=is_null`, `col.is_null=` or `col.is_null=true`).
 //! - `select=a,b`, `sort=a,-b,c:desc`, `limit=N`, `offset=N`, `stream=true`.
 //!
 //! Several filters are combined with AND. The reserved words `select`, `sort`, `limit`, `offset`
 //! and `stream` are always parameters, so adding a column of that name never changes what a
-//! request means; such a column is filtered with `col.op=value`, as in `limit.eq=5`. Any other
+//! request means. Such a column is filtered with `col.op=value`, as in `limit.eq=5`. Any other
 //! key that is exactly a column name is a filter on that column, even when it contains a dot.
 
 use crate::rest::error::RestError;

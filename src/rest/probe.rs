@@ -1,9 +1,9 @@
 //! Finding the value behind a data error.
 //!
 //! PostgreSQL reports `invalid input syntax for type integer: "abc"` without saying which
-//! parameter held it. After such an error the request's values are converted again one at a
-//! time, outside the failed transaction, until one fails the same way; the error then names
-//! its column. This runs only on the error path.
+//! parameter contained it. After such an error the request's values are converted again one at
+//! a time, outside the failed transaction, until one fails the same way. The error then names
+//! that value's column. This runs only on the error path.
 
 use deadpool_postgres::Object;
 use serde_json::{Map, Value};

@@ -161,13 +161,13 @@ impl SchemaCache {
     /// Finds a served table whose name matches `name` ignoring case, for hints in errors.
     pub fn find_case_insensitive(&self, name: &str) -> Option<Arc<Table>> {
         let snapshot = self.snapshot.read().expect("schema lock").clone();
-        let wanted = name.to_lowercase();
+        let lowered = name.to_lowercase();
         snapshot
             .tables
             .values()
             .find(|table| {
-                table.name.to_lowercase() == wanted
-                    || format!("{}.{}", table.schema, table.name).to_lowercase() == wanted
+                table.name.to_lowercase() == lowered
+                    || format!("{}.{}", table.schema, table.name).to_lowercase() == lowered
             })
             .cloned()
     }
@@ -192,9 +192,12 @@ impl SchemaCache {
     /// Reloads because a request found the catalog stale. Concurrent callers share one
     /// reload, and beyond five such reloads a second the snapshot is kept as it is.
     pub async fn reload_if_stale(&self) -> Result<(), LookupError> {
-        let asked = Instant::now();
+        let requested = Instant::now();
         let mut reloads = self.reload.lock().await;
-        if reloads.finished.is_some_and(|finished| finished > asked) {
+        if reloads
+            .finished
+            .is_some_and(|finished| finished > requested)
+        {
             return Ok(());
         }
         while reloads
@@ -207,7 +210,7 @@ impl SchemaCache {
         if reloads.recent.len() >= MAX_REQUEST_RELOADS_PER_SECOND {
             return Ok(());
         }
-        reloads.recent.push_back(asked);
+        reloads.recent.push_back(requested);
         self.load().await?;
         reloads.finished = Some(Instant::now());
         Ok(())

@@ -101,9 +101,10 @@ async fn connect(pool: &Pool) -> Result<Object, RestError> {
 /// Starts a transaction and switches to the identity's role, with
 /// `request.jwt.claims` and the configured `statement_timeout` set for the transaction.
 ///
-/// A role that does not exist is a 401 (the token names it), a role the gateway's database
-/// user may not switch to is a 403, and so is a superuser or BYPASSRLS role unless
-/// `allow_privileged_roles` is set: such a role would see every row whatever the policies allow.
+/// A role that does not exist is a 401, because the token names it. A role the gateway's
+/// database user may not switch to is a 403. So is a superuser or BYPASSRLS role unless
+/// `allow_privileged_roles` is set, because such a role sees every row whatever the policies
+/// allow.
 pub async fn begin<'a>(
     object: &'a mut Object,
     identity: &Identity,

@@ -1,11 +1,12 @@
 //! SQL statements for REST requests.
 //!
-//! Every identifier comes from the catalog ([`Table`]) and is quoted; every value from the
-//! request is a bound parameter, sent in text form so PostgreSQL's own input functions convert
-//! it to the column's type. Rows are read as one JSON text per row: `row_to_json` over the
-//! selected columns keeps column order, and columns whose `row_to_json` form differs from
-//! `to_jsonb` (floats, json, arrays, composites, domains) are passed through `to_jsonb` first,
-//! so values match the change events exactly.
+//! Every identifier comes from the catalog ([`Table`]) and is quoted. Every value from the
+//! request is a bound parameter, sent in text form and cast to the column's type, so
+//! PostgreSQL's own input functions convert it.
+//!
+//! Rows are read as one JSON text per row. `row_to_json` over the selected columns keeps column
+//! order, and columns whose `row_to_json` form differs from `to_jsonb` (floats, json, arrays,
+//! composites, domains) pass through `to_jsonb` first, so values match the change events.
 
 use std::error::Error;
 
@@ -135,8 +136,8 @@ fn projection(columns: &[&Column]) -> String {
     list.join(", ")
 }
 
-/// The `RETURNING` list of a write: only the columns the response shows, so a role that may
-/// write but not read some columns can still write.
+/// Builds the `RETURNING` list of a write from the columns the response shows only, so a
+/// role that may write but not read some columns can still write.
 fn returning_list(columns: &[&Column], qualifier: &str) -> String {
     if columns.is_empty() {
         return "NULL".into();

@@ -30,8 +30,8 @@ use crate::metrics as names;
 
 /// Bytes gathered before a chunk is handed to the socket.
 const CHUNK_BYTES: usize = 64 * 1024;
-/// Longest wait for a client to take a chunk. A client that reads nothing for this long is
-/// dropped, so it cannot hold a pooled connection and an open transaction forever.
+/// Maximum wait for a client to take a chunk. A client that reads nothing for this long is
+/// dropped, so it cannot keep a pooled connection and an open transaction forever.
 const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Chunks waiting for the socket; with `CHUNK_BYTES` this bounds a stream's buffer.
 const CHUNKS_QUEUED: usize = 4;

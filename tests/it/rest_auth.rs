@@ -665,7 +665,7 @@ fn rsa_jwks(kid: &str) -> (tempfile::TempDir, Vec<u8>, Vec<u8>) {
         public.to_str().unwrap(),
     ]);
 
-    // The JWK holds the modulus as big-endian bytes; openssl prints it in hex. The exponent
+    // The JWK contains the modulus as big-endian bytes; openssl prints it in hex. The exponent
     // is 65537, openssl's default.
     let modulus = openssl(&[
         "rsa",

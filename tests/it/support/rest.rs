@@ -3,34 +3,23 @@
 
 use std::net::SocketAddr;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use walgate::cluster::EphemeralCluster;
-
-/// The HS256 secret of the test gateways.
-pub const JWT_SECRET: &str = "rest-tests-secret-of-more-than-32-bytes";
 
 /// Settings for a gateway with the test secret, `web_anon` as the anonymous role and the
 /// given `rest:` section (YAML flow mapping, `{}` for the defaults).
 pub fn gateway_config(cluster: &EphemeralCluster, rest: &str) -> walgate::config::Config {
-    let yaml =
-        format!("auth: {{jwt_secret: \"{JWT_SECRET}\", anon_role: \"web_anon\"}}\nrest: {rest}\n");
+    let yaml = format!(
+        "{}  anon_role: \"web_anon\"\nrest: {rest}\n",
+        crate::rest_kit::auth_yaml()
+    );
     super::gateway_config_with(cluster, &yaml)
 }
 
 /// Signs a token for `role` with the test secret, valid for an hour.
 pub fn token(role: &str) -> String {
-    let now = chrono::Utc::now().timestamp();
-    let claims = json!({"sub": "user-1", "role": role, "iat": now, "exp": now + 3600});
-    jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes())
-        .and_then(|key| {
-            jsonwebtoken::encode(
-                &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-                &claims,
-                &key,
-            )
-        })
-        .expect("sign a test token")
+    crate::rest_kit::hs256(&crate::rest_kit::claims("user-1", role))
 }
 
 /// A response: status, the `Content-Type` header and the body (parsed when it is JSON).
